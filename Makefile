@@ -1,0 +1,42 @@
+# Seeing Inside ConvNets — the two commands of the README:
+#   make course   set everything up, execute every lecture, write build/book/index.html
+#   make test     set everything up, run every test (library, course integrity, notebooks)
+# Everything installs into .venv from pyproject.toml, pinned by constraints.txt.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP_FLAGS ?= -q --disable-pip-version-check
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+.PHONY: setup course quick-course test test-slow release check-assignments clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PY) -c "import torch, torchvision, vizlib; print('vizlib ready: torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $@
+
+course: setup
+	$(VENV)/bin/vizlib book
+
+quick-course: setup
+	$(VENV)/bin/vizlib book --quick
+
+test: setup
+	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax -p no:cacheprovider tests lectures solutions
+
+test-slow: setup
+	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -m slow tests
+
+release: setup
+	$(VENV)/bin/vizlib release
+
+check-assignments: setup
+	$(VENV)/bin/vizlib check-assignments
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,38 @@
+import os
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+os.environ.setdefault("VIZLIB_QUICK", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_network_and_seed(monkeypatch):
+    """Tests never touch the network and are deterministic."""
+    monkeypatch.setenv("VIZLIB_OFFLINE", "1")
+    monkeypatch.setenv("VIZLIB_DEVICE", "cpu")
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_net():
+    """A hand-weighted 2-layer conv net whose outputs are easy to compute by hand."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    net = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 2, 3, padding=1, bias=False),
+        relu1=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1),
+        flat=nn.Flatten(),
+        fc=nn.Linear(2, 2, bias=False),
+    ))
+    with torch.no_grad():
+        net.conv1.weight.zero_()
+        net.conv1.weight[0, 0, 1, 1] = 1.0   # channel 0 copies the red channel
+        net.conv1.weight[1, 1, 1, 1] = -1.0  # channel 1 is minus the green channel
+        net.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    return net.eval()

@@ -1,0 +1,127 @@
+"""Course integrity: one environment, clean notebooks, generated files match their source,
+every assignment grades (solution full marks, blank zero), and the book builder works."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from vizlib.course import book, grading
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p for d in ("lectures", "solutions", "assignments") for p in (ROOT / d).rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts)
+CONDA_NAMES = {"pytorch": "torch"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_side = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda_side = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str) and _name(dep) not in {"python", "pip", "jupyterlab"}:
+            name = CONDA_NAMES.get(_name(dep), _name(dep))
+            conda_side[name] = name + dep.replace(" ", "")[len(_name(dep)):]
+    assert conda_side == pip_side
+
+
+def test_constraints_pin_torch_for_this_machine():
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c constraints.txt" in makefile
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make course" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebooks_are_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, \
+                f"{path.name}: clear outputs before committing (cell: {cell.source[:60]!r})"
+
+
+def test_lectures_are_numbered_in_course_order():
+    names = [p.name for p in book.lecture_paths(ROOT / "lectures")]
+    numbers = [int(n[:2]) for n in names]
+    assert numbers == sorted(numbers) and numbers[:2] == [1, 2]
+    for path in book.lecture_paths(ROOT / "lectures"):
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert "from vizlib import" in source  # notebooks import the library, never re-implement it
+        assert "os.environ" not in source      # quick mode is read through vizlib.config
+
+
+@pytest.mark.parametrize("assignment", grading.assignment_ids(ROOT))
+def test_assignments_are_generated_from_solutions(assignment, tmp_path):
+    fresh = grading.release(assignment, root=ROOT, dest=tmp_path / assignment)
+    committed = ROOT / "assignments" / assignment
+    fresh_files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    committed_files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    assert fresh_files == committed_files
+    for rel in fresh_files:
+        assert (fresh / rel).read_bytes() == (committed / rel).read_bytes(), \
+            f"assignments/{assignment}/{rel} differs from its source: run `vizlib release`"
+
+
+@pytest.mark.parametrize("assignment", grading.assignment_ids(ROOT))
+def test_solution_gets_full_marks_and_blank_gets_zero(assignment):
+    problems = grading.check(assignment, root=ROOT)
+    assert problems == []
+
+
+def _notebook(path: Path, sources: list[str]) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# A tiny lecture")] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_book_builds_pages_figures_and_marks_failures(tmp_path):
+    lectures = tmp_path / "lectures"
+    lectures.mkdir()
+    _notebook(lectures / "01_ok.ipynb", [
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "from vizlib import config\nprint('quick', config.quick())",
+        "%matplotlib inline\nplt.plot([0, 1], [1, 0]); plt.show()",
+    ])
+    _notebook(lectures / "02_broken.ipynb", ["raise RuntimeError('lecture bug')"])
+    out = tmp_path / "book"
+    ok = book.build_book(lectures, out, quick=True)
+    assert ok is False  # one lecture failed, and the build says so
+    index = (out / "index.html").read_text()
+    assert "01_ok.html" in index and "02_broken.html" in index and "FAILED" in index
+    assert index.count("FAILED") == 1
+    assert (out / "figures" / "01_ok" / "fig_01.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "02_broken.html").read_text()
+    assert "lecture bug" in page  # the error is shown where it happened
+    executed = nbformat.read(out / "notebooks" / "01_ok.ipynb", as_version=4)
+    assert "quick True" in "".join(o.get("text", "") for o in executed.cells[1].outputs)
+
+
+def test_cli_lists_commands():
+    result = subprocess.run([sys.executable, "-m", "vizlib.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "vizlib book" in result.stdout

@@ -1,0 +1,154 @@
+"""Execute the lecture notebooks and write a browsable HTML course book.
+
+    python -m vizlib.course.book            # or: vizlib book
+    python -m vizlib.course.book --quick    # small sizes, as in CI
+
+Writes ``build/book/index.html``, one HTML page per lecture (figures embedded), every
+figure as a PNG under ``build/book/figures/<lecture>/`` and the executed notebooks under
+``build/book/notebooks/``. A lecture that fails is marked in the index, the others still
+run, and the command exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def lecture_paths(lectures_dir: Path) -> list[Path]:
+    """Lecture notebooks in course order (their names start with the lecture number)."""
+    return sorted(p for p in Path(lectures_dir).glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_title(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return "untitled"
+
+
+def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 1800) -> None:
+    """Run notebook ``nb`` top to bottom in a fresh kernel started in ``folder``.
+
+    Outputs are written into ``nb`` as it runs, so after a failure it holds everything up
+    to the failing cell and the error.
+    """
+    from nbclient import NotebookClient
+
+    env_before = os.environ.get("VIZLIB_QUICK")
+    os.environ["VIZLIB_QUICK"] = "1" if quick else "0"
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(folder)}},
+                                store_widget_state=True)
+        client.execute()
+    finally:
+        if env_before is None:
+            os.environ.pop("VIZLIB_QUICK", None)
+        else:
+            os.environ["VIZLIB_QUICK"] = env_before
+
+
+def extract_figures(nb, folder: Path) -> list[Path]:
+    """Write every PNG output of ``nb`` to ``folder/fig_NN.png``; return the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                path = folder / f"fig_{len(paths) + 1:02d}.png"
+                path.write_bytes(base64.b64decode(data["image/png"]))
+                paths.append(path)
+    return paths
+
+
+def to_html(nb) -> str:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def _index_page(rows: list[dict], quick: bool) -> str:
+    items = []
+    for r in rows:
+        status = "" if r["ok"] else ' <span class="fail">FAILED — see the page for the error</span>'
+        thumbs = "".join(f'<img src="{html.escape(p)}" alt="figure">' for p in r["thumbs"])
+        items.append(
+            f'<li><a href="{html.escape(r["page"])}">{html.escape(r["title"])}</a>{status}'
+            f'<div class="meta">{r["figures"]} figures · ran in {r["seconds"]:.0f} s</div>'
+            f'<div class="thumbs">{thumbs}</div></li>')
+    mode = "quick mode (small sizes)" if quick else "full mode"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Seeing Inside ConvNets</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 960px; margin: 2em auto; padding: 0 1em; color: #222; }}
+li {{ margin: 1.2em 0; list-style: none; }} a {{ font-size: 1.2em; }}
+.meta {{ color: #666; font-size: 0.9em; }} .fail {{ color: #b00; font-weight: bold; }}
+.thumbs img {{ height: 90px; margin: 4px 4px 0 0; border: 1px solid #ddd; }}
+</style></head><body>
+<h1>Seeing Inside ConvNets — the course book</h1>
+<p>Every lecture executed on the bundled sample images, {mode}, {time.strftime('%Y-%m-%d %H:%M')}.</p>
+<ol>{''.join(items)}</ol></body></html>
+"""
+
+
+def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "build" / "book",
+               quick: bool = False, only: list[str] | None = None) -> bool:
+    """Execute the lectures and write the book. Returns ``True`` when every lecture ran."""
+    import nbformat
+
+    out_dir = Path(out_dir)
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    rows, all_ok = [], True
+    for path in lecture_paths(lectures_dir):
+        if only and not any(path.name.startswith(o) for o in only):
+            continue
+        start = time.perf_counter()
+        print(f"[book] {path.name} …", flush=True)
+        ok = True
+        nb = nbformat.read(path, as_version=4)
+        try:
+            execute_notebook(nb, path.parent, quick)
+        except Exception as e:  # the partly executed notebook still goes into the book
+            ok = all_ok = False
+            print(f"[book] {path.name} FAILED: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr)
+        seconds = time.perf_counter() - start
+        stem = path.stem
+        nbformat.write(nb, out_dir / "notebooks" / path.name)
+        figures = extract_figures(nb, out_dir / "figures" / stem)
+        (out_dir / f"{stem}.html").write_text(to_html(nb), encoding="utf-8")
+        rows.append(dict(title=notebook_title(nb), page=f"{stem}.html", ok=ok, seconds=seconds,
+                         figures=len(figures),
+                         thumbs=[str(p.relative_to(out_dir)) for p in figures[:6]]))
+        print(f"[book] {path.name}: {'ok' if ok else 'FAILED'}, {len(figures)} figures, {seconds:.1f} s",
+              flush=True)
+    (out_dir / "index.html").write_text(_index_page(rows, quick), encoding="utf-8")
+    print(f"[book] wrote {out_dir / 'index.html'}")
+    return all_ok
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="vizlib book", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few iterations (as in CI)")
+    parser.add_argument("--out", default=str(REPO / "build" / "book"), help="output folder")
+    parser.add_argument("--lectures", default=str(REPO / "lectures"), help="folder of lecture notebooks")
+    parser.add_argument("only", nargs="*", help="lecture number prefixes to build (default: all)")
+    args = parser.parse_args(argv)
+    quick = args.quick or os.environ.get("VIZLIB_QUICK", "").lower() in {"1", "true", "yes", "on"}
+    ok = build_book(Path(args.lectures), Path(args.out), quick=quick, only=args.only or None)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

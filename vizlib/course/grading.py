@@ -1,0 +1,174 @@
+"""The nbgrader pipeline: release student notebooks from the solutions, and autograde.
+
+``solutions/<assignment>/`` holds nbgrader *source* notebooks (solutions and hidden tests
+between ``### BEGIN/END SOLUTION`` and ``### BEGIN/END HIDDEN TESTS`` markers);
+``assignments/<assignment>/`` is generated from them by :func:`release` and never edited
+by hand. Everything nbgrader writes (gradebook, submissions, feedback) goes to a scratch
+course folder, so the repository only ever holds sources and the release.
+
+    python -m vizlib.course.grading release            # regenerate assignments/
+    python -m vizlib.course.grading check              # solution = full marks, blank = zero
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def assignment_ids(root: Path = REPO) -> list[str]:
+    """The assignments that have a source folder under ``solutions/``."""
+    return sorted(p.name for p in (Path(root) / "solutions").iterdir()
+                  if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def _api(course: Path, timeout: int = 300):
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    c = Config()
+    c.CourseDirectory.root = str(course)
+    c.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+    c.ExecutePreprocessor.timeout = timeout
+    c.Execute.timeout = timeout
+    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    return NbGraderAPI(config=c)
+
+
+@contextlib.contextmanager
+def _environment(quick: bool):
+    """nbgrader runs ``alembic`` from this Python's ``bin`` (which may not be on PATH when
+    the venv is not activated); kernels inherit ``VIZLIB_QUICK``."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "VIZLIB_QUICK")}
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    if quick:
+        os.environ["VIZLIB_QUICK"] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _scratch_course(root: Path, assignment: str, scratch: Path) -> None:
+    shutil.copytree(Path(root) / "solutions" / assignment, scratch / "source" / assignment,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+
+
+def release(assignment: str, root: Path = REPO, dest: Path | None = None) -> Path:
+    """Generate the student version of ``assignment`` into ``dest`` (default ``assignments/``).
+
+    Returns the folder written. Raises ``RuntimeError`` with nbgrader's log on failure.
+    """
+    dest = Path(dest) if dest is not None else Path(root) / "assignments" / assignment
+    with tempfile.TemporaryDirectory(prefix="vizlib-release-") as tmp, _environment(quick=False):
+        scratch = Path(tmp)
+        _scratch_course(root, assignment, scratch)
+        result = _api(scratch).generate_assignment(assignment, force=True)
+        if not result.get("success"):
+            raise RuntimeError(f"nbgrader could not release {assignment}:\n{result.get('log', '')}"
+                               f"\n{result.get('error', '')}")
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(scratch / "release" / assignment, dest)
+    return dest
+
+
+def autograde(assignment: str, submissions: dict[str, Path], root: Path = REPO,
+              quick: bool = True, timeout: int = 300) -> dict[str, dict[str, tuple[float, float]]]:
+    """Autograde notebooks with nbgrader and return the score of every graded cell.
+
+    Args:
+        assignment: e.g. ``"assignment1"``.
+        submissions: student id -> the notebook (or folder of notebooks) they submitted.
+        quick: run the kernels with ``VIZLIB_QUICK=1``.
+
+    Returns:
+        ``{student: {grade_id: (score, max_score)}}``.
+    """
+    from nbgrader.api import Gradebook
+
+    with tempfile.TemporaryDirectory(prefix="vizlib-grade-") as tmp, _environment(quick):
+        scratch = Path(tmp)
+        _scratch_course(root, assignment, scratch)
+        api = _api(scratch, timeout)
+        result = api.generate_assignment(assignment, force=True)
+        if not result.get("success"):
+            raise RuntimeError(f"nbgrader could not release {assignment}:\n{result.get('log', '')}")
+        source_names = [p.name for p in (scratch / "source" / assignment).glob("*.ipynb")]
+        for student, submitted in submissions.items():
+            folder = scratch / "submitted" / student / assignment
+            folder.mkdir(parents=True)
+            submitted = Path(submitted)
+            if submitted.is_dir():
+                for nb in submitted.glob("*.ipynb"):
+                    shutil.copy(nb, folder / nb.name)
+            else:
+                shutil.copy(submitted, folder / (source_names[0] if len(source_names) == 1 else submitted.name))
+        scores: dict[str, dict[str, tuple[float, float]]] = {}
+        for student in submissions:
+            result = api.autograde(assignment, student, force=True)
+            if not result.get("success"):
+                raise RuntimeError(f"autograding {student} failed:\n{result.get('log', '')}"
+                                   f"\n{result.get('error', '')}")
+        with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}") as gb:
+            for student in submissions:
+                submission = gb.find_submission(assignment, student)
+                cells = {}
+                for nb in submission.notebooks:
+                    for grade in nb.grades:
+                        cells[grade.name] = (float(grade.score), float(grade.max_score))
+                scores[student] = cells
+    return scores
+
+
+def check(assignment: str, root: Path = REPO) -> list[str]:
+    """Prove the assignment is gradable: the solution scores full marks on every graded
+    cell and the blank release scores zero on every one. Returns a list of problems."""
+    problems = []
+    source = Path(root) / "solutions" / assignment
+    blank = Path(root) / "assignments" / assignment
+    scores = autograde(assignment, {"solution": source, "blank": blank}, root=root)
+    for cell, (score, max_score) in sorted(scores["solution"].items()):
+        if score != max_score:
+            problems.append(f"{assignment}/{cell}: solution scores {score}/{max_score}")
+    for cell, (score, max_score) in sorted(scores["blank"].items()):
+        if score != 0:
+            problems.append(f"{assignment}/{cell}: blank assignment scores {score}/{max_score} "
+                            "(a test that cannot fail)")
+    if not scores["solution"]:
+        problems.append(f"{assignment}: no graded cells")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="vizlib", description="nbgrader pipeline of the course")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
+    p.add_argument("assignments", nargs="*")
+    p = sub.add_parser("check", help="solution = full marks, blank = zero, for every assignment")
+    p.add_argument("assignments", nargs="*")
+    args = parser.parse_args(argv)
+    ids = args.assignments or assignment_ids()
+    if args.command == "release":
+        for a in ids:
+            print(f"released {a} -> {release(a)}")
+        return 0
+    problems = [msg for a in ids for msg in check(a)]
+    for msg in problems:
+        print(msg)
+    print("all assignments grade correctly" if not problems else f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

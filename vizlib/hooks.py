@@ -1,0 +1,114 @@
+"""Hooks, only ever inside context managers: capture what layers compute, then let go.
+
+Every hook registered here is removed in a ``finally`` block, so the model leaves the
+``with`` statement exactly as it entered it — also when the body raises.
+
+    with capture_activations(model, ["conv1", "relu3"]) as acts:
+        model(x)
+    acts["conv1"]          # (B, C, H, W)
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .models import get_layer
+
+
+def _as_list(layers) -> list[str]:
+    if isinstance(layers, (str, nn.Module)):
+        return [layers]
+    layers = list(layers)
+    if not layers:
+        raise ValueError("no layers given")
+    return layers
+
+
+def _first_tensor(output):
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"layer returned {type(output).__name__}, expected a tensor")
+
+
+@contextmanager
+def capture_activations(model: nn.Module, layers: str | Iterable[str], *,
+                        detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of named layers during the forward passes in the body.
+
+    Args:
+        model: any ``nn.Module``; layers are found with :func:`vizlib.models.get_layer`.
+        layers: one name or several (a module itself is accepted too, and is its own key).
+        detach: ``True`` stores a detached copy (safe even if a later in-place op would
+            overwrite the tensor); ``False`` stores the live tensor, still attached to the
+            autograd graph (for gradient-based methods).
+
+    Yields:
+        a dict, filled as the model runs: ``name -> output`` of the last forward pass.
+    """
+    names = _as_list(layers)
+    modules = {name: get_layer(model, name) for name in names}
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(key):
+        def hook(module, inputs, output):
+            out = _first_tensor(output)
+            store[key] = out.detach().clone() if detach else out
+        return hook
+
+    try:
+        for key, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(key)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_gradients(model: nn.Module, layers: str | Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the gradient of the loss with respect to named layers' outputs.
+
+    Run a forward and a ``backward()`` in the body; afterwards ``grads[name]`` holds
+    ``d loss / d output`` with the output's shape. The input or the weights must require
+    grad for a graph to exist.
+    """
+    names = _as_list(layers)
+    modules = {name: get_layer(model, name) for name in names}
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(key):
+        def hook(module, inputs, output):
+            out = _first_tensor(output)
+            if out.requires_grad:
+                def save(grad):
+                    store[key] = grad.detach().clone()
+                out.register_hook(save)  # a tensor hook dies with its tensor
+        return hook
+
+    try:
+        for key, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(key)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def hook_count(model: nn.Module) -> int:
+    """How many forward / backward / pre-hooks are attached to ``model``'s modules.
+
+    Tests use it to prove that nothing was left behind.
+    """
+    total = 0
+    for module in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                     "_backward_pre_hooks"):
+            total += len(getattr(module, attr, {}) or {})
+    return total

@@ -1,0 +1,328 @@
+"""The course's networks, with ImageNet normalisation at the door and layers named by idea.
+
+``load_model(name)`` returns a :class:`CourseModel`: it takes images as the whole library
+does, ``(B, 3, H, W)`` float in [0, 1], normalises them itself, and knows its class names
+and its layers by name (``conv1``, ``relu4_1``, ``fc8``), not by index.
+
+Weights come from torchvision's ImageNet checkpoints, cached under ``torch.hub.get_dir()``
+(which respects ``TORCH_HOME``). When they cannot be had — no network, a refused download,
+or ``VIZLIB_OFFLINE=1`` — one line says so and the course's own offline model
+(:mod:`vizlib.offline`, trained on generated shapes) is returned instead. Nothing here
+hangs or lets a urllib traceback escape.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import config, fetch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Networks :func:`load_model` knows, in the order the course meets them.
+MODEL_NAMES = ("alexnet", "vgg16", "vgg19", "resnet18", "squeezenet1_1", "shapesnet")
+OFFLINE_MODEL = "shapesnet"
+
+
+class Normalize(nn.Module):
+    """Subtract a per-channel mean and divide by a std: the model's door.
+
+    Shape: ``(B, 3, H, W) -> (B, 3, H, W)``.
+    """
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+class CourseModel(nn.Module):
+    """A classifier that takes ``(B, 3, H, W)`` images in [0, 1] and returns logits ``(B, K)``.
+
+    Attributes:
+        name: the architecture (``"vgg16"``, ``"shapesnet"`` …).
+        source: where the weights came from: ``"imagenet"``, ``"offline"`` or ``"random"``.
+        classes: the ``K`` class names, index-aligned with the logits.
+        input_size: the side length the network was trained on (224 or 64).
+        layer_paths: layer name -> dotted module path inside the model, in forward order.
+    """
+
+    def __init__(self, net: nn.Module, name: str, classes, layer_paths: dict, source: str,
+                 input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+        self.name = name
+        self.source = source
+        self.classes = list(classes)
+        self.input_size = int(input_size)
+        self.layer_paths = OrderedDict((k, "net." + v) for k, v in layer_paths.items())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Every named layer, in forward order."""
+        return list(self.layer_paths)
+
+    def layer(self, name: str) -> nn.Module:
+        """The module called ``name`` (see :func:`get_layer`)."""
+        return get_layer(self, name)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, source={self.source!r}, classes={len(self.classes)}"
+
+
+# ----------------------------------------------------------------------------------------
+# Layer names
+# ----------------------------------------------------------------------------------------
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The names :func:`get_layer` accepts for ``model``.
+
+    A :class:`CourseModel` answers with its idea names (``conv1_1``, ``relu5_3``); any
+    other module with its dotted ``named_modules()`` paths.
+    """
+    paths = getattr(model, "layer_paths", None)
+    if paths:
+        return list(paths)
+    return [n for n, _ in model.named_modules() if n]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """Find a layer by name: a course name (``relu4_1``) or a dotted path (``features.3``).
+
+    Raises ``KeyError`` naming the closest valid names when ``name`` does not exist.
+    """
+    if isinstance(name, nn.Module):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"layer must be given by name (a str), got {type(name).__name__}")
+    paths = getattr(model, "layer_paths", None) or {}
+    path = paths.get(name, name)
+    modules = dict(model.named_modules())
+    if path in modules and path != "":
+        return modules[path]
+    candidates = list(paths) + [n for n in modules if n and n not in paths.values()]
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
+        f"valid names include {', '.join(repr(c) for c in candidates[:12])}…"
+    model_name = getattr(model, "name", type(model).__name__)
+    raise KeyError(f"no layer {name!r} in {model_name}; {hint}")
+
+
+def _sequential_names(seq: nn.Sequential, prefix: str, block_style: bool, start_block: int = 1) -> dict:
+    """Name the children of a VGG/AlexNet-style ``Sequential`` (conv, relu, pool …).
+
+    ``block_style=True`` gives VGG names (``conv3_2``, ``relu3_2``, ``pool3``); otherwise
+    every conv starts a new number (AlexNet: ``conv1 … conv5``).
+    """
+    names = {}
+    block, index = start_block, 0
+    for child_name, child in seq.named_children():
+        path = f"{prefix}.{child_name}"
+        if isinstance(child, nn.Conv2d):
+            if block_style:
+                index += 1
+                names[f"conv{block}_{index}"] = path
+            else:
+                index += 1
+                names[f"conv{index}"] = path
+        elif isinstance(child, nn.ReLU):
+            names[f"relu{block}_{index}" if block_style else f"relu{index}"] = path
+        elif isinstance(child, (nn.MaxPool2d, nn.AvgPool2d)):
+            names[f"pool{block}" if block_style else f"pool{index}"] = path
+            if block_style:
+                block, index = block + 1, 0
+    return names
+
+
+def _classifier_names(seq: nn.Sequential, prefix: str, first_fc: int) -> dict:
+    """Name a classifier ``Sequential``: ``fc6, relu6, drop6, fc7, …``."""
+    names, number = {}, first_fc - 1
+    for child_name, child in seq.named_children():
+        path = f"{prefix}.{child_name}"
+        if isinstance(child, nn.Linear):
+            number += 1
+            names[f"fc{number}"] = path
+        elif isinstance(child, nn.ReLU):
+            names[f"relu{number}"] = path
+        elif isinstance(child, nn.Dropout):
+            names[f"drop{number + 1}"] = path
+    return names
+
+
+def _layer_paths(name: str, net: nn.Module) -> dict:
+    if name == "alexnet":
+        paths = _sequential_names(net.features, "features", block_style=False)
+        paths["avgpool"] = "avgpool"
+        paths.update(_classifier_names(net.classifier, "classifier", first_fc=6))
+        return paths
+    if name.startswith("vgg"):
+        paths = _sequential_names(net.features, "features", block_style=True)
+        paths["avgpool"] = "avgpool"
+        paths.update(_classifier_names(net.classifier, "classifier", first_fc=6))
+        return paths
+    if name.startswith("resnet"):
+        paths = OrderedDict(conv1="conv1", bn1="bn1", relu1="relu", pool1="maxpool")
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            for block_name, _ in getattr(net, stage).named_children():
+                paths[f"{stage}_{block_name}"] = f"{stage}.{block_name}"
+            paths[stage] = stage
+        paths["avgpool"] = "avgpool"
+        paths["fc"] = "fc"
+        return paths
+    if name.startswith("squeezenet"):
+        paths, fire = OrderedDict(), 1
+        for child_name, child in net.features.named_children():
+            path = f"features.{child_name}"
+            if isinstance(child, nn.Conv2d):
+                paths["conv1"] = path
+            elif isinstance(child, nn.ReLU):
+                paths["relu1"] = path
+            elif isinstance(child, nn.MaxPool2d):
+                paths[f"pool{fire}"] = path
+            else:
+                fire += 1
+                paths[f"fire{fire}"] = path
+        labels = {nn.Dropout: "drop10", nn.Conv2d: "conv10", nn.ReLU: "relu10",
+                  nn.AdaptiveAvgPool2d: "avgpool"}
+        for child_name, child in net.classifier.named_children():
+            paths[labels[type(child)]] = f"classifier.{child_name}"
+        return paths
+    if name == OFFLINE_MODEL:
+        paths = OrderedDict((n, f"features.{n}") for n, _ in net.features.named_children())
+        paths["avgpool"] = "avgpool"
+        paths["fc"] = "fc"
+        return paths
+    return OrderedDict((n, n) for n, _ in net.named_modules() if n)
+
+
+# ----------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------
+
+def _say(message: str) -> None:
+    print(f"vizlib: {message}", file=sys.stderr, flush=True)
+
+
+def _prepare(net: nn.Module) -> nn.Module:
+    """Eval mode, frozen weights, no in-place ReLUs (they would overwrite captured maps)."""
+    for module in net.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    net.eval()
+    net.requires_grad_(False)
+    return net
+
+
+def _offline_model(device, pretrained: bool = True) -> CourseModel:
+    from . import offline  # the course's own small network, shipped with the package
+
+    info = offline.shapesnet_info()
+    net = offline.load_shapesnet() if pretrained else offline.ShapesNet(len(info["classes"]))
+    model = CourseModel(net, OFFLINE_MODEL, info["classes"], _layer_paths(OFFLINE_MODEL, net),
+                        source="offline" if pretrained else "random", input_size=info.get("size", 64))
+    return _prepare(model).to(device)
+
+
+def weights_path(name: str) -> Path:
+    """Where torchvision's ImageNet checkpoint for ``name`` is cached (``$TORCH_HOME``)."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def _imagenet_state_dict(name: str, timeout: float) -> dict:
+    """Read the cached checkpoint, downloading it first if needed. Raises ``OSError``."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    path = weights_path(name)
+    if not path.exists():
+        if config.offline():
+            raise fetch.FetchError("VIZLIB_OFFLINE is set")
+        match = re.search(r"-([a-f0-9]{6,})\.", path.name)
+        fetch.download(weights.url, path, timeout=timeout,
+                       sha256_prefix=match.group(1) if match else None)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or tampered file: say which one
+        raise OSError(f"cannot read {path} ({type(e).__name__}: {e}); delete it to download again") from None
+
+
+def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=None,
+               fallback: bool = True, timeout: float = 10.0, seed: int = 0) -> CourseModel:
+    """Load one of the course's networks, ready for visualisation.
+
+    Args:
+        name: one of :data:`MODEL_NAMES`.
+        pretrained: ``True`` loads ImageNet weights; ``False`` gives the same architecture
+            with random weights (for sanity checks).
+        device: where to put it (default :func:`vizlib.config.device`).
+        fallback: when ImageNet weights cannot be had, return the offline model (``True``)
+            or raise ``OSError`` (``False``).
+        timeout: seconds to wait for the network before giving up.
+        seed: the seed of the random initialisation when ``pretrained=False`` (the global
+            random state is left as it was).
+
+    Returns:
+        a :class:`CourseModel` in eval mode with ``requires_grad=False`` weights. Check
+        ``model.source`` (``"imagenet"``, ``"offline"``, ``"random"``) and ``model.name``:
+        after a fallback they name the offline model.
+    """
+    if name not in MODEL_NAMES:
+        close = difflib.get_close_matches(name, MODEL_NAMES, n=3, cutoff=0.4)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; choose one of {', '.join(MODEL_NAMES)}")
+    device = torch.device(device) if device is not None else config.device()
+    if name == OFFLINE_MODEL:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _offline_model(device, pretrained)
+
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torchvision.models.get_model(name, weights=None)
+    classes = torchvision.models.get_model_weights(name).DEFAULT.meta["categories"]
+    source = "random"
+    if pretrained:
+        try:
+            net.load_state_dict(_imagenet_state_dict(name, timeout))
+            source = "imagenet"
+        except OSError as e:
+            if not fallback:
+                raise
+            _say(f"no ImageNet weights for {name} ({e}); "
+                 f"using the course's offline model '{OFFLINE_MODEL}' instead")
+            return _offline_model(device)
+    model = CourseModel(net, name, classes, _layer_paths(name, net), source=source, input_size=224)
+    return _prepare(model).to(device)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-``k`` classes and probabilities for each image.
+
+    ``images``: ``(B, 3, H, W)`` float in [0, 1]. Returns ``B`` lists of ``(class, prob)``.
+    """
+    device = next(model.parameters()).device
+    probs = model(images.to(device)).softmax(dim=1)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    classes = getattr(model, "classes", None) or [str(i) for i in range(probs.shape[1])]
+    return [[(classes[i], float(p)) for p, i in zip(ps.tolist(), ix.tolist())]
+            for ps, ix in zip(top.values, top.indices)]

@@ -1,0 +1,148 @@
+"""All of vizlib's drawing: image grids, filter grids, activation maps, heatmap overlays.
+
+Algorithms elsewhere return tensors; this module turns them into matplotlib figures.
+Every function returns the ``Figure`` (notebooks display it; :func:`save_figure` writes it).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .activations import normalize_maps
+from .filters import filter_grid
+from .images import to_numpy
+
+
+def _grid(n: int, ncols: int, size: float, title_room: float = 0.0):
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + title_room),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes.flat
+
+
+def show_images(images, titles: Sequence[str] | None = None, ncols: int = 4, size: float = 2.5,
+                suptitle: str | None = None):
+    """Show images side by side.
+
+    ``images``: ``(B, 3, H, W)`` float in [0, 1], or a list of such ``(1, 3, H, W)`` /
+    ``(3, H, W)`` tensors (sizes may differ).
+    """
+    items = list(images) if not isinstance(images, torch.Tensor) else list(images.unbind(0))
+    fig, axes = _grid(len(items), ncols, size, 0.4 if suptitle else 0.0)
+    for i, (ax, img) in enumerate(zip(axes, items)):
+        ax.imshow(to_numpy(img))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_filters(weights: torch.Tensor, ncols: int = 8, mode: str = "per_filter",
+                 title: str | None = None, scale: float = 0.6):
+    """Show convolution filters ``(N, C, kH, kW)`` (C = 1 or 3) as one tiled image.
+
+    ``mode`` is passed to :func:`vizlib.filters.normalize_filters`.
+    """
+    grid = filter_grid(weights, ncols=ncols, mode=mode)
+    n, _, kh, kw = weights.shape
+    cols = max(1, min(ncols, n))
+    rows = -(-n // cols)
+    fig, ax = plt.subplots(figsize=(max(3.0, cols * scale), max(2.0, rows * scale * kh / kw + 0.5)))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_activation_maps(activation: torch.Tensor, ncols: int = 8, max_channels: int = 32,
+                         channels: Sequence[int] | None = None, cmap: str = "viridis",
+                         title: str | None = None, size: float = 1.4):
+    """Show the channel maps of one image's activation, each stretched to its own range.
+
+    ``activation``: ``(C, H, W)`` or ``(1, C, H, W)``. Silent channels are drawn black.
+    """
+    if activation.ndim == 4:
+        if activation.shape[0] != 1:
+            raise ValueError(f"show one image's activation; got a batch of {activation.shape[0]}")
+        activation = activation[0]
+    if activation.ndim != 3:
+        raise ValueError(f"activation must have shape (C, H, W); got {tuple(activation.shape)}")
+    idx = list(channels) if channels is not None else list(range(min(max_channels, activation.shape[0])))
+    maps = normalize_maps(activation.detach().float().cpu())
+    fig, axes = _grid(len(idx), ncols, size, 0.4 if title else 0.0)
+    for ax, c in zip(axes, idx):
+        ax.imshow(maps[c].numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(str(c), fontsize=7, pad=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_heatmap(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5,
+                    cmap: str = "jet") -> np.ndarray:
+    """Blend a heatmap over an image.
+
+    ``image``: ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1]; ``heatmap``: ``(h, w)``, any
+    range (stretched to [0, 1], resized to ``H x W``). Returns ``(H, W, 3)`` in [0, 1].
+    """
+    img = to_numpy(image)
+    h = heatmap.detach().float().cpu()
+    while h.ndim > 2:
+        h = h[0]
+    if tuple(h.shape) != img.shape[:2]:
+        h = torch.nn.functional.interpolate(h[None, None], size=img.shape[:2], mode="bilinear",
+                                            align_corners=False)[0, 0]
+    span = float(h.max() - h.min())
+    h = (h - h.min()) / span if span > 0 else torch.zeros_like(h)
+    colored = matplotlib.colormaps[cmap](h.numpy())[..., :3]
+    return np.clip((1 - alpha) * img + alpha * colored, 0, 1)
+
+
+def show_heatmaps(images: torch.Tensor, heatmaps: torch.Tensor, titles: Sequence[str] | None = None,
+                  alpha: float = 0.5, ncols: int = 4, size: float = 2.5):
+    """Show each image with its heatmap overlaid. ``images`` ``(B, 3, H, W)``, ``heatmaps`` ``(B, h, w)``."""
+    fig, axes = _grid(len(images), ncols, size)
+    for i, ax in enumerate(axes):
+        if i >= len(images):
+            break
+        ax.imshow(overlay_heatmap(images[i], heatmaps[i], alpha=alpha))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_stats(rows: Sequence[dict], keys: Sequence[str] = ("dead_fraction", "zero_fraction"),
+                     title: str | None = None):
+    """Plot per-layer numbers (from :func:`vizlib.activations.activation_stats`) against depth."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(rows) + 2), 3.2))
+    x = np.arange(len(rows))
+    for key in keys:
+        ax.plot(x, [r[key] for r in rows], marker="o", label=key.replace("_", " "))
+    ax.set_xticks(x, [r["layer"] for r in rows], rotation=45, ha="right")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("fraction")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Write ``fig`` to ``path`` (PNG, PDF … by extension)."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
