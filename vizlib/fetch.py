@@ -34,6 +34,7 @@ def _open(url: str, timeout: float):
     try:
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
+        e.close()  # release the socket of the error response
         raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
