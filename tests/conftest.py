@@ -36,3 +36,19 @@ def tiny_net():
         net.conv1.weight[1, 1, 1, 1] = -1.0  # channel 1 is minus the green channel
         net.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
     return net.eval()
+
+
+@pytest.fixture(scope="session")
+def random_model():
+    """``random_model(name)``: a course architecture with random weights, built once per session
+    (VGG's initialisation is slow). Tests must not modify it."""
+    from vizlib.models import load_model
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_model(name, pretrained=False, device="cpu")
+        return cache[name]
+
+    return get

@@ -51,12 +51,25 @@ def test_normalize_maps_exact():
                        "fire9", "relu10"]),
     ("shapesnet", ["relu1", "relu2", "relu3", "relu4"]),
 ])
-def test_feature_map_layers(name, expected):
-    model = load_model(name, pretrained=False, device="cpu")
+def test_feature_map_layers(name, expected, random_model):
+    model = random_model(name)
     assert activations.feature_map_layers(model, image_size=64) == expected
 
 
-def test_feature_map_layers_vgg16_are_its_13_conv_relus():
-    model = load_model("vgg16", pretrained=False, device="cpu")
+def test_feature_map_layers_vgg16_are_its_13_conv_relus(random_model):
+    model = random_model("vgg16")
     names = activations.feature_map_layers(model, image_size=32)
     assert len(names) == 13 and names[0] == "relu1_1" and names[-1] == "relu5_3"
+
+
+def test_offline_model_first_layer_is_never_silent_deeper_layers_are():
+    """What lecture 02 shows on the offline model, asserted: no silent first-layer channel,
+    a clear share of silent channels in every deeper layer."""
+    from vizlib import shapes
+
+    model = load_model("shapesnet", device="cpu")
+    batch = shapes.make_batch(32, size=64, seed=1)
+    rows = activations.activation_stats(model, batch["images"], activations.feature_map_layers(model))
+    dead = {r["layer"]: r["dead_fraction"] for r in rows}
+    assert dead["relu1"] < 0.02
+    assert min(dead["relu2"], dead["relu3"], dead["relu4"]) > 0.05

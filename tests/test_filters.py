@@ -108,10 +108,10 @@ def test_strongest_patch_rejects_bad_channel_and_batch():
         filters.strongest_patch(model, torch.rand(2, 3, 8, 8), channel=0)
 
 
-def test_first_conv_and_conv_layers_of_course_models():
+def test_first_conv_and_conv_layers_of_course_models(random_model):
     from vizlib.models import load_model
 
-    alex = load_model("alexnet", pretrained=False, device="cpu")
+    alex = random_model("alexnet")
     assert filters.first_conv(alex) is alex.layer("conv1")
     assert filters.conv_weights(alex).shape == (64, 3, 11, 11)
     assert filters.conv_layers(alex) == ["conv1", "conv2", "conv3", "conv4", "conv5"]

@@ -33,8 +33,8 @@ def test_normalize_matches_manual_formula():
     ("squeezenet1_1", "fire9", "net.features.12", nn.Module),
     ("squeezenet1_1", "conv10", "net.classifier.1", nn.Conv2d),
 ])
-def test_layer_names_point_at_the_right_modules(name, layer, path, kind):
-    model = models.load_model(name, pretrained=False, device="cpu")
+def test_layer_names_point_at_the_right_modules(name, layer, path, kind, random_model):
+    model = random_model(name)
     assert model.layer_paths[layer] == path
     module = model.layer(layer)
     assert module is dict(model.named_modules())[path]
@@ -42,16 +42,16 @@ def test_layer_names_point_at_the_right_modules(name, layer, path, kind):
     assert models.get_layer(model, path) is module  # dotted paths work too
 
 
-def test_vgg_names_are_complete():
-    model = models.load_model("vgg16", pretrained=False, device="cpu")
+def test_vgg_names_are_complete(random_model):
+    model = random_model("vgg16")
     convs = [n for n in model.layer_names if n.startswith("conv")]
     assert convs == ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                      "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
     assert model.classes[:2] == ["tench", "goldfish"] and len(model.classes) == 1000
 
 
-def test_unknown_layer_suggests_close_names():
-    model = models.load_model("vgg16", pretrained=False, device="cpu")
+def test_unknown_layer_suggests_close_names(random_model):
+    model = random_model("vgg16")
     with pytest.raises(KeyError, match="relu4_1"):
         model.layer("relu4_l")
 
@@ -61,8 +61,8 @@ def test_unknown_model_name_is_refused_with_a_suggestion():
         models.load_model("vgg61")
 
 
-def test_returned_model_is_frozen_eval_and_not_inplace():
-    model = models.load_model("alexnet", pretrained=False, device="cpu")
+def test_returned_model_is_frozen_eval_and_not_inplace(random_model):
+    model = random_model("alexnet")
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters())
     assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
@@ -145,3 +145,16 @@ def test_predict_returns_sorted_probabilities(tiny_net):
     assert [c for c, _ in top] == ["0", "1"]
     p0 = torch.softmax(torch.tensor([0.5, 0.0]), 0)
     assert top[0][1] == pytest.approx(float(p0[0]))
+
+
+def test_random_initialisation_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = models.load_model("squeezenet1_1", pretrained=False, device="cpu", seed=7)
+    assert torch.equal(torch.rand(1), expected_next)  # the global random state was not consumed
+    b = models.load_model("squeezenet1_1", pretrained=False, device="cpu", seed=7)
+    c = models.load_model("squeezenet1_1", pretrained=False, device="cpu", seed=8)
+    assert torch.equal(a.layer("conv1").weight, b.layer("conv1").weight)
+    assert not torch.equal(a.layer("conv1").weight, c.layer("conv1").weight)
+    assert a.source == "random"

@@ -92,11 +92,13 @@ def show_activation_maps(activation: torch.Tensor, ncols: int = 8, max_channels:
 
 
 def overlay_heatmap(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5,
-                    cmap: str = "jet") -> np.ndarray:
+                    cmap: str = "jet", vmax: float | None = None) -> np.ndarray:
     """Blend a heatmap over an image.
 
-    ``image``: ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1]; ``heatmap``: ``(h, w)``, any
-    range (stretched to [0, 1], resized to ``H x W``). Returns ``(H, W, 3)`` in [0, 1].
+    ``image``: ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1]; ``heatmap``: ``(h, w)``, resized
+    to ``H x W``. By default the heatmap is stretched from its own min to its own max;
+    with ``vmax`` it is drawn on the fixed scale ``0..vmax`` instead (so several heatmaps
+    share one colour scale). Returns ``(H, W, 3)`` in [0, 1].
     """
     img = to_numpy(image)
     h = heatmap.detach().float().cpu()
@@ -105,20 +107,26 @@ def overlay_heatmap(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0
     if tuple(h.shape) != img.shape[:2]:
         h = torch.nn.functional.interpolate(h[None, None], size=img.shape[:2], mode="bilinear",
                                             align_corners=False)[0, 0]
-    span = float(h.max() - h.min())
-    h = (h - h.min()) / span if span > 0 else torch.zeros_like(h)
+    if vmax is not None:
+        h = (h / vmax).clamp(0, 1) if vmax > 0 else torch.zeros_like(h)
+    else:
+        span = float(h.max() - h.min())
+        h = (h - h.min()) / span if span > 0 else torch.zeros_like(h)
     colored = matplotlib.colormaps[cmap](h.numpy())[..., :3]
     return np.clip((1 - alpha) * img + alpha * colored, 0, 1)
 
 
 def show_heatmaps(images: torch.Tensor, heatmaps: torch.Tensor, titles: Sequence[str] | None = None,
-                  alpha: float = 0.5, ncols: int = 4, size: float = 2.5):
-    """Show each image with its heatmap overlaid. ``images`` ``(B, 3, H, W)``, ``heatmaps`` ``(B, h, w)``."""
+                  alpha: float = 0.5, ncols: int = 4, size: float = 2.5, vmax: float | None = None):
+    """Show each image with its heatmap overlaid. ``images`` ``(B, 3, H, W)``, ``heatmaps`` ``(B, h, w)``.
+
+    ``vmax``: one colour scale ``0..vmax`` for all heatmaps (default: each its own range).
+    """
     fig, axes = _grid(len(images), ncols, size)
     for i, ax in enumerate(axes):
         if i >= len(images):
             break
-        ax.imshow(overlay_heatmap(images[i], heatmaps[i], alpha=alpha))
+        ax.imshow(overlay_heatmap(images[i], heatmaps[i], alpha=alpha, vmax=vmax))
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()
