@@ -27,7 +27,7 @@ quick-course: setup
 	$(VENV)/bin/vizlib book --quick
 
 test: setup
-	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax -p no:cacheprovider tests lectures solutions
+	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=300 --timeout=900 -p no:cacheprovider tests lectures solutions
 
 test-slow: setup
 	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -m slow tests

@@ -125,3 +125,15 @@ def test_book_builds_pages_figures_and_marks_failures(tmp_path):
 def test_cli_lists_commands():
     result = subprocess.run([sys.executable, "-m", "vizlib.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "vizlib book" in result.stdout
+
+
+def test_book_kills_a_lecture_that_never_finishes(tmp_path):
+    lectures = tmp_path / "lectures"
+    lectures.mkdir()
+    _notebook(lectures / "01_stuck.ipynb", ["import time\ntime.sleep(600)"])
+    _notebook(lectures / "02_fine.ipynb", ["print('still built')"])
+    out = tmp_path / "book"
+    assert book.build_book(lectures, out, quick=True, limit=8) is False
+    index = (out / "index.html").read_text()
+    assert index.count("FAILED") == 1 and "02_fine.html" in index
+    assert "did not finish within 8 s" in (out / "01_stuck.html").read_text()

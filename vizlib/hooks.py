@@ -36,8 +36,32 @@ def _first_tensor(output):
 
 
 @contextmanager
+def _on_forward(model: nn.Module, layers, on_output) -> Iterator[dict]:
+    """Call ``on_output(store, key, output_tensor)`` whenever a named layer runs.
+
+    Resolves every name before registering anything (a bad name leaves no hook), and
+    removes every hook on the way out, whatever happens in the body.
+    """
+    modules = {name: get_layer(model, name) for name in _as_list(layers)}
+    store: dict = {}
+    handles = []
+
+    def make_hook(key):
+        def hook(module, inputs, output):
+            on_output(store, key, _first_tensor(output))
+        return hook
+
+    try:
+        for key, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(key)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def capture_activations(model: nn.Module, layers: str | Iterable[str], *,
-                        detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+                        detach: bool = True):
     """Record the outputs of named layers during the forward passes in the body.
 
     Args:
@@ -47,58 +71,30 @@ def capture_activations(model: nn.Module, layers: str | Iterable[str], *,
             overwrite the tensor); ``False`` stores the live tensor, still attached to the
             autograd graph (for gradient-based methods).
 
-    Yields:
-        a dict, filled as the model runs: ``name -> output`` of the last forward pass.
+    Returns:
+        a context manager yielding a dict, filled as the model runs:
+        ``name -> output`` of the last forward pass.
     """
-    names = _as_list(layers)
-    modules = {name: get_layer(model, name) for name in names}
-    store: dict[str, torch.Tensor] = {}
-    handles = []
+    def keep(store, key, out):
+        store[key] = out.detach().clone() if detach else out
 
-    def make_hook(key):
-        def hook(module, inputs, output):
-            out = _first_tensor(output)
-            store[key] = out.detach().clone() if detach else out
-        return hook
-
-    try:
-        for key, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(key)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
+    return _on_forward(model, layers, keep)
 
 
-@contextmanager
-def capture_gradients(model: nn.Module, layers: str | Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+def capture_gradients(model: nn.Module, layers: str | Iterable[str]):
     """Record the gradient of the loss with respect to named layers' outputs.
 
     Run a forward and a ``backward()`` in the body; afterwards ``grads[name]`` holds
     ``d loss / d output`` with the output's shape. The input or the weights must require
     grad for a graph to exist.
     """
-    names = _as_list(layers)
-    modules = {name: get_layer(model, name) for name in names}
-    store: dict[str, torch.Tensor] = {}
-    handles = []
+    def watch(store, key, out):
+        if out.requires_grad:
+            def save(grad):
+                store[key] = grad.detach().clone()
+            out.register_hook(save)  # a tensor hook dies with its tensor
 
-    def make_hook(key):
-        def hook(module, inputs, output):
-            out = _first_tensor(output)
-            if out.requires_grad:
-                def save(grad):
-                    store[key] = grad.detach().clone()
-                out.register_hook(save)  # a tensor hook dies with its tensor
-        return hook
-
-    try:
-        for key, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(key)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
+    return _on_forward(model, layers, watch)
 
 
 def hook_count(model: nn.Module) -> int:

@@ -35,7 +35,7 @@ def notebook_title(nb) -> str:
     return "untitled"
 
 
-def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 1800) -> None:
+def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 900) -> None:
     """Run notebook ``nb`` top to bottom in a fresh kernel started in ``folder``.
 
     Outputs are written into ``nb`` as it runs, so after a failure it holds everything up
@@ -103,29 +103,77 @@ li {{ margin: 1.2em 0; list-style: none; }} a {{ font-size: 1.2em; }}
 """
 
 
+def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
+    """Child-process entry: execute ``source``, write it (even half-run) to ``target``."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    code = 0
+    try:
+        execute_notebook(nb, source.parent, quick, timeout=120 if quick else 900)
+    except Exception as e:  # the partly executed notebook still goes into the book
+        print(f"[book] {source.name} FAILED: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr)
+        code = 1
+    nbformat.write(nb, target)
+    return code
+
+
+def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: int = 2) -> bool:
+    """Execute a notebook in a child process under a wall-clock ``limit`` (seconds).
+
+    A kernel that stops answering (a lost message leaves client and kernel both waiting)
+    cannot stall the build: the child and its kernel are killed and the notebook is run
+    once more. Returns ``True`` when the notebook ran to the end.
+    """
+    import signal
+    import subprocess
+
+    for attempt in range(1, tries + 1):
+        child = subprocess.Popen([sys.executable, "-m", "vizlib.course.book", "--execute-one",
+                                  str(source), str(target)] + (["--quick"] if quick else []),
+                                 start_new_session=True)
+        try:
+            return child.wait(timeout=limit) == 0
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            print(f"[book] {source.name}: not finished after {limit:.0f} s (attempt {attempt} of {tries}); "
+                  "killed", file=sys.stderr, flush=True)
+    if not target.exists():
+        import nbformat
+
+        nb = nbformat.read(source, as_version=4)
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"**This lecture did not finish within {limit:.0f} s when the book was built.**"))
+        nbformat.write(nb, target)
+    return False
+
+
 def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "build" / "book",
-               quick: bool = False, only: list[str] | None = None) -> bool:
-    """Execute the lectures and write the book. Returns ``True`` when every lecture ran."""
+               quick: bool = False, only: list[str] | None = None, limit: float | None = None) -> bool:
+    """Execute the lectures and write the book. Returns ``True`` when every lecture ran.
+
+    ``limit``: seconds one lecture may take before it is killed and retried (default 300
+    in quick mode, 3600 otherwise).
+    """
     import nbformat
 
     out_dir = Path(out_dir)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    limit = limit or (300 if quick else 3600)
     rows, all_ok = [], True
     for path in lecture_paths(lectures_dir):
         if only and not any(path.name.startswith(o) for o in only):
             continue
         start = time.perf_counter()
         print(f"[book] {path.name} …", flush=True)
-        ok = True
-        nb = nbformat.read(path, as_version=4)
-        try:
-            execute_notebook(nb, path.parent, quick)
-        except Exception as e:  # the partly executed notebook still goes into the book
-            ok = all_ok = False
-            print(f"[book] {path.name} FAILED: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr)
+        target = out_dir / "notebooks" / path.name
+        target.unlink(missing_ok=True)
+        ok = run_isolated(path, target, quick, limit)
+        all_ok &= ok
         seconds = time.perf_counter() - start
+        nb = nbformat.read(target, as_version=4)
         stem = path.stem
-        nbformat.write(nb, out_dir / "notebooks" / path.name)
         figures = extract_figures(nb, out_dir / "figures" / stem)
         (out_dir / f"{stem}.html").write_text(to_html(nb), encoding="utf-8")
         rows.append(dict(title=notebook_title(nb), page=f"{stem}.html", ok=ok, seconds=seconds,
@@ -143,9 +191,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and few iterations (as in CI)")
     parser.add_argument("--out", default=str(REPO / "build" / "book"), help="output folder")
     parser.add_argument("--lectures", default=str(REPO / "lectures"), help="folder of lecture notebooks")
+    parser.add_argument("--execute-one", nargs=2, metavar=("SOURCE", "TARGET"), help=argparse.SUPPRESS)
     parser.add_argument("only", nargs="*", help="lecture number prefixes to build (default: all)")
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("VIZLIB_QUICK", "").lower() in {"1", "true", "yes", "on"}
+    if args.execute_one:
+        return _execute_to_file(Path(args.execute_one[0]), Path(args.execute_one[1]), quick)
     ok = build_book(Path(args.lectures), Path(args.out), quick=quick, only=args.only or None)
     return 0 if ok else 1
 
