@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import shapes
+from .models import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ShapesNet", "WeightsError", "train_shapesnet", "evaluate_shapesnet", "save_shapesnet",
            "load_shapesnet", "shapesnet_info", "default_weights_path", "normalize", "MEAN", "STD",
@@ -40,8 +41,8 @@ __all__ = ["ShapesNet", "WeightsError", "train_shapesnet", "evaluate_shapesnet",
 
 #: The ImageNet normalisation every vizlib model expects at its door (its inputs are
 #: ``(x - MEAN) / STD`` with ``x`` in [0, 1]); ShapesNet is trained the same way.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN = IMAGENET_MEAN
+STD = IMAGENET_STD
 
 #: Training hyper-parameters of the shipped weights (``train_shapesnet``'s defaults).
 DEFAULTS = dict(seed=0, n_train=24000, n_val=2000, epochs=4, size=64, batch_size=64, lr=3e-3,
