@@ -253,3 +253,22 @@ def test_grid_image_tiles_and_leaves_empty_cells_white():
     assert out[:, 0].eq(1).all() and out[:, :, 6].eq(1).all()          # padding
     with pytest.raises(ValueError):
         nb.grid_image(imgs, torch.tensor([1, 1]), rows=2, cols=2)
+
+
+def test_shifted_photos_find_their_original_in_feature_space_not_in_pixels():
+    """Lecture 03's photo experiment, asserted on the offline model: a crop of a bundled photo
+    shifted by 16 px retrieves its own photo in feature space far more often than in pixels."""
+    from vizlib import images
+
+    model = load_model("shapesnet", device="cpu")
+    photos = images.stack_images([images.sample_image(n) for n in images.list_sample_images()], size=160)
+    central, shifted = photos[:, :, 16:144, 16:144], photos[:, :, 32:160, 0:128]
+    truth = torch.arange(len(photos))
+    by_pixels = nb.nearest_neighbors(nb.pixel_features(shifted),
+                                            nb.pixel_features(central), k=1)[0][:, 0]
+    by_features = nb.nearest_neighbors(
+        nb.extract_features(model, shifted, progress=False),
+        nb.extract_features(model, central, progress=False), k=1)[0][:, 0]
+    pixel_hits = float((by_pixels == truth).float().mean())
+    feature_hits = float((by_features == truth).float().mean())
+    assert feature_hits >= 0.9 and feature_hits - pixel_hits >= 0.3, (feature_hits, pixel_hits)
