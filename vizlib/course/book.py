@@ -103,14 +103,25 @@ li {{ margin: 1.2em 0; list-style: none; }} a {{ font-size: 1.2em; }}
 """
 
 
+#: Seconds one cell may run before the kernel is taken for stalled (a lost Jupyter message
+#: leaves client and kernel both waiting); the lecture is then run once more.
+CELL_TIMEOUT, CELL_TIMEOUT_QUICK = 300, 120
+STALLED = 3  # exit code of a child whose kernel stalled
+
+
 def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
     """Child-process entry: execute ``source``, write it (even half-run) to ``target``."""
     import nbformat
 
+    from nbclient.exceptions import CellTimeoutError
+
     nb = nbformat.read(source, as_version=4)
     code = 0
     try:
-        execute_notebook(nb, source.parent, quick, timeout=120 if quick else 900)
+        execute_notebook(nb, source.parent, quick, timeout=CELL_TIMEOUT_QUICK if quick else CELL_TIMEOUT)
+    except (CellTimeoutError, TimeoutError) as e:  # a stalled kernel: worth one more try
+        print(f"[book] {source.name}: a cell timed out ({e})", file=sys.stderr)
+        code = STALLED
     except Exception as e:  # the partly executed notebook still goes into the book
         print(f"[book] {source.name} FAILED: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr)
         code = 1
@@ -133,12 +144,16 @@ def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: i
                                   str(source), str(target)] + (["--quick"] if quick else []),
                                  start_new_session=True)
         try:
-            return child.wait(timeout=limit) == 0
+            code = child.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             print(f"[book] {source.name}: not finished after {limit:.0f} s (attempt {attempt} of {tries}); "
                   "killed", file=sys.stderr, flush=True)
+            continue
+        if code != STALLED:
+            return code == 0
+        print(f"[book] {source.name}: stalled (attempt {attempt} of {tries})", file=sys.stderr, flush=True)
     if not target.exists():
         import nbformat
 
