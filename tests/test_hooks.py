@@ -76,3 +76,14 @@ def test_gradients_match_the_analytic_value(tiny_net):
     torch.testing.assert_close(grads["relu1"], expected)
     torch.testing.assert_close(grads["conv1"], expected)  # red > 0 everywhere, ReLU passes it
     assert hook_count(tiny_net) == 0
+
+
+def test_captures_exact_inputs_and_cleans_up(tiny_net):
+    from vizlib.hooks import capture_inputs
+
+    x = torch.rand(2, 3, 4, 4)
+    with capture_inputs(tiny_net, "fc") as ins:
+        tiny_net(x)
+    expected = torch.stack([x[:, 0].mean((1, 2)), torch.zeros(2)], dim=1)  # what enters fc
+    torch.testing.assert_close(ins["fc"], expected)
+    assert hook_count(tiny_net) == 0

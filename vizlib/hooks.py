@@ -36,8 +36,9 @@ def _first_tensor(output):
 
 
 @contextmanager
-def _on_forward(model: nn.Module, layers, on_output) -> Iterator[dict]:
-    """Call ``on_output(store, key, output_tensor)`` whenever a named layer runs.
+def _on_forward(model: nn.Module, layers, on_tensor, inputs: bool = False) -> Iterator[dict]:
+    """Call ``on_tensor(store, key, tensor)`` whenever a named layer runs, with the layer's
+    output (or, with ``inputs=True``, its first input).
 
     Resolves every name before registering anything (a bad name leaves no hook), and
     removes every hook on the way out, whatever happens in the body.
@@ -47,13 +48,18 @@ def _on_forward(model: nn.Module, layers, on_output) -> Iterator[dict]:
     handles = []
 
     def make_hook(key):
-        def hook(module, inputs, output):
-            on_output(store, key, _first_tensor(output))
+        if inputs:
+            def hook(module, args):
+                on_tensor(store, key, _first_tensor(args))
+        else:
+            def hook(module, args, output):
+                on_tensor(store, key, _first_tensor(output))
         return hook
 
     try:
         for key, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(key)))
+            register = module.register_forward_pre_hook if inputs else module.register_forward_hook
+            handles.append(register(make_hook(key)))
         yield store
     finally:
         for handle in handles:
@@ -79,6 +85,18 @@ def capture_activations(model: nn.Module, layers: str | Iterable[str], *,
         store[key] = out.detach().clone() if detach else out
 
     return _on_forward(model, layers, keep)
+
+
+def capture_inputs(model: nn.Module, layers: str | Iterable[str]):
+    """Record the (first) input of named layers, detached, during the forward passes in the body.
+
+    Like :func:`capture_activations`, for what enters a layer rather than what leaves it —
+    e.g. the penultimate features entering a classifier's last ``Linear``.
+    """
+    def keep(store, key, x):
+        store[key] = x.detach().clone()
+
+    return _on_forward(model, layers, keep, inputs=True)
 
 
 def capture_gradients(model: nn.Module, layers: str | Iterable[str]):

@@ -316,6 +316,33 @@ def stack_images(images: Sequence[torch.Tensor], size: Size = None) -> torch.Ten
     return torch.cat(items, dim=0)
 
 
+def iter_batches(images, batch_size: int = 64):
+    """Yield ``(B, 3, H, W)`` batches from a tensor or from a stream of batches.
+
+    ``images``: an ``(N, 3, H, W)`` tensor (split into ``batch_size`` pieces), a dict with an
+    ``"images"`` entry, or an iterable of batches — tensors (a ``(3, H, W)`` item is a
+    batch of one), ``(images, labels, …)`` tuples or ``{"images": …}`` dicts — consumed
+    lazily, so a dataset larger than memory can be streamed.
+    """
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4:
+            raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+        yield from images.split(batch_size)
+        return
+    if isinstance(images, dict):
+        yield from iter_batches(images["images"], batch_size)
+        return
+    for batch in images:
+        if isinstance(batch, dict):
+            batch = batch["images"]
+        elif isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        if not isinstance(batch, torch.Tensor) or batch.dim() not in (3, 4):
+            raise TypeError("a batch must be a (B, 3, H, W) tensor, an (images, labels) tuple or "
+                            f"an {{'images': …}} dict; got {type(batch).__name__}")
+        yield batch.unsqueeze(0) if batch.dim() == 3 else batch
+
+
 def to_numpy(x: torch.Tensor) -> np.ndarray:
     """One image ``(3, H, W)`` or ``(1, 3, H, W)`` -> NumPy ``(H, W, 3)`` float32 in [0, 1] (a copy)."""
     x = _one_image(x, "to_numpy")

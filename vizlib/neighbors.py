@@ -31,7 +31,8 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from .hooks import capture_activations
+from .hooks import capture_activations, capture_inputs
+from .images import iter_batches
 
 __all__ = ["default_cache_dir", "penultimate_layer", "extract_features", "pixel_features",
            "nearest_neighbors", "neighbor_class_agreement", "embed_2d", "grid_assignment",
@@ -65,21 +66,6 @@ def penultimate_layer(model: nn.Module) -> nn.Module:
 
 
 @contextmanager
-def _capture_input(module: nn.Module) -> Iterator[dict]:
-    """Record the first positional input of ``module`` (a forward pre-hook, always removed)."""
-    store: dict = {}
-
-    def hook(mod, inputs):
-        store["x"] = inputs[0].detach()
-
-    handle = module.register_forward_pre_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
-
-
-@contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode for the body; every module's ``training`` flag is restored afterwards."""
     flags = [(m, m.training) for m in model.modules()]
@@ -97,18 +83,6 @@ def _model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
-
-
-def _as_batch(item) -> torch.Tensor:
-    """One batch of an iterable: a tensor, ``(images, labels, …)`` or ``{"images": …}``."""
-    if isinstance(item, dict):
-        item = item["images"]
-    elif isinstance(item, (tuple, list)):
-        item = item[0]
-    if not isinstance(item, torch.Tensor) or item.dim() != 4:
-        raise TypeError("images must be a (N, 3, H, W) tensor or an iterable of "
-                        "(B, 3, H, W) batches")
-    return item
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -196,13 +170,10 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batches: Iterable[torch.Tensor] = iter_batches(images, batch_size)
     if isinstance(images, torch.Tensor):
-        if images.dim() != 4:
-            raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
-        batches: Iterable[torch.Tensor] = images.split(batch_size)
-        total = len(batches)
+        total = -(-len(images) // batch_size)
     else:
-        batches = (_as_batch(item) for item in images)
         total = len(images) if hasattr(images, "__len__") else None
 
     path = None
@@ -215,7 +186,8 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
 
     device = _model_device(model)
     if layer is None:
-        capture, key = _capture_input(penultimate_layer(model)), "x"
+        last = penultimate_layer(model)
+        capture, key = capture_inputs(model, [last]), last
     else:
         capture, key = capture_activations(model, layer), layer
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from .hooks import capture_activations
+from .images import iter_batches
 from .receptive import ReceptiveField
 
 __all__ = ["TopActivations", "top_activations", "crop_patches", "class_purity",
@@ -52,29 +53,6 @@ class TopActivations:
             return self.channels.index(int(channel))
         except ValueError:
             raise KeyError(f"channel {channel} was not scanned; scanned: {self.channels[:10]}…") from None
-
-
-def _batches(images, batch_size: int) -> Iterable[torch.Tensor]:
-    """Yield ``(B, 3, H, W)`` tensors from a tensor, or from an iterable of batches
-    (tensors, ``(images, labels, …)`` tuples, or dicts with an ``"images"`` entry)."""
-    if isinstance(images, torch.Tensor):
-        if images.dim() != 4:
-            raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
-        yield from images.split(batch_size)
-        return
-    if isinstance(images, dict):
-        yield from _batches(images["images"], batch_size)
-        return
-    for batch in images:
-        if isinstance(batch, dict):
-            batch = batch["images"]
-        elif isinstance(batch, (tuple, list)):
-            batch = batch[0]
-        if not isinstance(batch, torch.Tensor):
-            raise TypeError(f"a batch must be a tensor or an (images, labels) tuple, got {type(batch).__name__}")
-        if batch.dim() == 3:
-            batch = batch.unsqueeze(0)
-        yield batch
 
 
 def _merge(kept: tuple | None, new: tuple, k: int) -> tuple:
@@ -113,7 +91,7 @@ def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     device = next(model.parameters()).device
-    batches = _batches(images, batch_size)
+    batches = iter_batches(images, batch_size)
     if progress:
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc=f"scanning {layer}", unit="batch")

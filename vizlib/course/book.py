@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from .. import config
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
     parser.add_argument("--execute-one", nargs=2, metavar=("SOURCE", "TARGET"), help=argparse.SUPPRESS)
     parser.add_argument("only", nargs="*", help="lecture number prefixes to build (default: all)")
     args = parser.parse_args(argv)
-    quick = args.quick or os.environ.get("VIZLIB_QUICK", "").lower() in {"1", "true", "yes", "on"}
+    quick = args.quick or config.quick()
     if args.execute_one:
         return _execute_to_file(Path(args.execute_one[0]), Path(args.execute_one[1]), quick)
     ok = build_book(Path(args.lectures), Path(args.out), quick=quick, only=args.only or None)
