@@ -52,3 +52,13 @@ def random_model():
         return cache[name]
 
     return get
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests are opt-in: they run only when asked for with ``-m slow`` (``make test-slow``)."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

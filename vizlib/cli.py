@@ -3,6 +3,7 @@
     vizlib book [--quick] [LECTURE ...]    execute the lectures, write build/book/index.html
     vizlib release [ASSIGNMENT ...]        regenerate assignments/ from solutions/ (nbgrader)
     vizlib check-assignments [...]         solution = full marks, blank = zero
+    vizlib grade ASSIGNMENT FOLDER -o OUT  autograde a class in parallel: grades.csv + feedback
     vizlib models                          list the course's networks and where weights come from
 """
 from __future__ import annotations
@@ -25,6 +26,9 @@ def main(argv=None) -> int:
     if command == "check-assignments":
         from .course import grading
         return grading.main(["check", *rest])
+    if command == "grade":
+        from .course import classroom
+        return classroom.main(rest)
     if command == "models":
         from .models import MODEL_NAMES, weights_path, OFFLINE_MODEL
         for name in MODEL_NAMES:

@@ -69,7 +69,17 @@ class CourseModel(nn.Module):
         self.layer_paths = OrderedDict((k, "net." + v) for k, v in layer_paths.items())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        _check_device_and_dtype(self, x)
+        try:
+            return self.net(self.normalize(x))
+        except RuntimeError as exc:
+            if _TOO_SMALL.search(str(exc)):
+                from .images import ImageError
+                raise ImageError(
+                    f"images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for {self.name}: its "
+                    f"pooling layers need a larger input (it was trained on {self.input_size}x"
+                    f"{self.input_size}) — resize with vizlib.images.resize(x, {self.input_size})") from exc
+            raise
 
     @property
     def layer_names(self) -> list[str]:
@@ -82,6 +92,50 @@ class CourseModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, source={self.source!r}, classes={len(self.classes)}"
+
+
+_TOO_SMALL = re.compile(r"Output size is too small|Kernel size can't be greater than actual input"
+                        r"|smaller than kernel|Calculated (padded )?input size|input size .* is too small",
+                        re.IGNORECASE)
+
+
+def _check_device_and_dtype(model: nn.Module, x: torch.Tensor) -> None:
+    """Name a device or dtype mismatch between ``x`` and ``model`` before PyTorch does, cryptically."""
+    if not isinstance(x, torch.Tensor):
+        return
+    p = next(model.parameters(), None)
+    if p is None:
+        return
+    if x.device != p.device:
+        raise ValueError(f"the images are on {x.device} but the model's weights are on {p.device} — "
+                         f"move the images with x.to({str(p.device)!r}) (vizlib never moves your tensors)")
+    if x.is_floating_point() and x.dtype != p.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"the images are {x.dtype} but the model's weights are {p.dtype} — "
+                         f"convert with x.to({p.dtype}) (or the model with model.to({x.dtype}))")
+
+
+_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.modules.batchnorm._BatchNorm)
+
+
+def check_model_input(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """Validate ``images`` for ``model`` and return them unchanged.
+
+    ``images``: ``(B, 3, H, W)`` float in [0, 1] (see :func:`vizlib.images.check_images`), on the
+    model's device and in its dtype. A model in train mode that has dropout or batch norm is refused:
+    its outputs would be random or depend on the batch, and vizlib never changes a caller's mode —
+    call ``model.eval()`` first.
+    """
+    from .images import check_images
+
+    check_images(images, name)
+    _check_device_and_dtype(model, images)
+    if model.training:
+        kinds = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _RANDOM_IN_TRAINING)})
+        if kinds:
+            raise ValueError(f"the model is in train mode and has {', '.join(kinds)} layers, so its outputs "
+                             "are random or depend on the batch — call model.eval() first (vizlib does not "
+                             "change your model's mode)")
+    return images
 
 
 # ----------------------------------------------------------------------------------------
@@ -318,10 +372,15 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
 def predict(model: nn.Module, images: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-``k`` classes and probabilities for each image.
 
-    ``images``: ``(B, 3, H, W)`` float in [0, 1]. Returns ``B`` lists of ``(class, prob)``.
+    ``images``: ``(B, 3, H, W)`` float in [0, 1] (moved to the model's device). Returns ``B``
+    lists of ``(class, prob)``.
     """
-    device = next(model.parameters()).device
-    probs = model(images.to(device)).softmax(dim=1)
+    from .images import check_images
+
+    images = check_images(images).to(next(model.parameters()).device)
+    check_model_input(model, images)
+    with torch.no_grad():
+        probs = model(images).softmax(dim=1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
     classes = getattr(model, "classes", None) or [str(i) for i in range(probs.shape[1])]
     return [[(classes[i], float(p)) for p, i in zip(ps.tolist(), ix.tolist())]

@@ -1,0 +1,260 @@
+"""A synthetic class: submissions built from the real assignments, with the score each deserves.
+
+    python -m vizlib.course.synthetic assignment1 /tmp/class --n 200
+    vizlib grade assignment1 /tmp/class/submissions -o /tmp/class/grades
+
+writes ``/tmp/class/submissions/`` (one entry per student, as an instructor would download them)
+and ``/tmp/class/expected.csv`` (student, kind, expected score, a phrase the grader's reason must
+contain). The kinds: correct, blank, partially done (the first k functions), subtly wrong (one
+realistic mistake per function, listed in :data:`MISTAKES`), a function that only calls vizlib's
+reference, and every failure the grader must survive — an endless loop, an import that fails, a
+kernel that dies, megabytes of printing, a corrupted, empty or missing notebook, an edited or
+deleted read-only graded cell, another assignment's notebook, a file that is not a notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import random
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .grading import REPO, assignment_ids
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A realistic error in one solution cell: replace ``old`` by ``new`` in ``cell``'s solution;
+    the graded cells in ``fails`` then lose their points."""
+    name: str
+    cell: str
+    old: str
+    new: str
+    fails: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cheat:
+    """A solution cell that only forwards to vizlib's reference implementation."""
+    cell: str
+    source: str
+    fails: tuple[str, ...]
+
+
+MISTAKES: dict[str, list[Mistake]] = {
+    "assignment1": [
+        Mistake("filter range over the whole bank, not per filter", "normalize_filter",
+                "w.amin(dim=(1, 2, 3), keepdim=True)", "w.min()", ("test_normalize_filter",)),
+        Mistake("hook never removed", "capture_activation", "handle.remove()", "pass",
+                ("test_capture_activation", "test_layer_sparsity")),
+        Mistake("a channel that is exactly zero counted as alive", "dead_channel_fraction",
+                "<= threshold", "< threshold", ("test_dead_channel_fraction",)),
+        Mistake("farthest instead of nearest neighbours", "nearest_neighbors",
+                "largest=False", "largest=True", ("test_nearest_neighbors",)),
+        Mistake("receptive field grows by the kernel only, ignoring the stride", "receptive_field_size",
+                "size += (kernel - 1) * jump", "size += kernel - 1", ("test_receptive_field_size",)),
+    ],
+}
+
+CHEATS: dict[str, Cheat] = {
+    "assignment1": Cheat("dead_channel_fraction",
+                         "def dead_channel_fraction(act, threshold=0.0):\n"
+                         "    from vizlib.activations import dead_channel_fraction as reference\n"
+                         "    return reference(act, threshold)\n",
+                         ("test_dead_channel_fraction",)),
+}
+
+
+@dataclass(frozen=True)
+class Expected:
+    student: str
+    kind: str
+    score: float
+    reason: str  # a phrase the grader's reason must contain ("" = no reason expected)
+
+
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _strip_solution(source: str) -> str:
+    """The solution as a student would write it: markers and hidden tests removed."""
+    source = re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", source, flags=re.S)
+    return "\n".join(line for line in source.splitlines()
+                     if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+class _Assignment:
+    """The release notebook of an assignment, the solution of each cell and the points at stake."""
+
+    def __init__(self, assignment: str, root: Path):
+        (self.release_path,) = sorted((root / "assignments" / assignment).glob("*.ipynb"))
+        (source_path,) = sorted((root / "solutions" / assignment).glob("*.ipynb"))
+        self.name = assignment
+        self.release = json.loads(self.release_path.read_text())
+        source = json.loads(source_path.read_text())
+        self.solutions = {_meta(c)["grade_id"]: _strip_solution(_source(c))
+                          for c in source["cells"] if _meta(c).get("solution")}
+        self.order = [_meta(c)["grade_id"] for c in source["cells"] if _meta(c).get("solution")]
+        self.points = {_meta(c)["grade_id"]: float(_meta(c).get("points", 0))
+                       for c in source["cells"] if _meta(c).get("grade")}
+        # the graded cells that test each solution cell: those between it and the next one
+        self.tests: dict[str, list[str]] = {k: [] for k in self.order}
+        current = None
+        for c in source["cells"]:
+            m = _meta(c)
+            if m.get("solution"):
+                current = m["grade_id"]
+            elif m.get("grade") and current is not None:
+                self.tests[current].append(m["grade_id"])
+        self.total = sum(self.points.values())
+
+    def notebook(self, solved=None, replace: dict[str, str] | None = None) -> dict:
+        """The release with the cells in ``solved`` (default all) filled in, others left blank."""
+        nb = copy.deepcopy(self.release)
+        solved = set(self.order if solved is None else solved)
+        for cell in nb["cells"]:
+            gid = _meta(cell).get("grade_id")
+            if _meta(cell).get("solution") and gid in solved:
+                cell["source"] = (replace or {}).get(gid, self.solutions[gid])
+        return nb
+
+    def lost(self, cells) -> float:
+        return sum(self.points[c] for c in set(cells))
+
+    def cell(self, nb: dict, grade_id: str) -> dict:
+        return next(c for c in nb["cells"] if _meta(c).get("grade_id") == grade_id)
+
+
+def _write(dest: Path, student: str, nb_or_bytes, assignment: str, flat: bool = False) -> None:
+    data = nb_or_bytes if isinstance(nb_or_bytes, bytes) else json.dumps(nb_or_bytes, indent=1).encode()
+    path = dest / f"{student}.ipynb" if flat else dest / student / f"{assignment}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def failure_kinds(a: _Assignment, root: Path):
+    """``(kind, make(dest, student), expected score, reason phrase)`` for every failure the grader
+    must survive, on assignment ``a``. ``make`` returns the grader's id for the entry where it is
+    not ``student`` (a file that is not a notebook keeps its full name)."""
+    last = a.order[-1]
+    last_lost = a.lost(a.tests[last])
+    first_test = next(t for k in a.order for t in a.tests[k])
+    last_test = a.tests[last][-1]
+    others = [o for o in assignment_ids(root) if o != a.name]
+
+    def patched(cell_id, prefix):
+        nb = a.notebook()
+        a.cell(nb, cell_id)["source"] = prefix + a.solutions[cell_id]
+        return nb
+
+    def edited(nb):
+        a.cell(nb, first_test)["source"] = "pass  # the test was in my way\n"
+        return nb
+
+    def deleted(nb):
+        nb["cells"] = [c for c in nb["cells"] if _meta(c).get("grade_id") != last_test]
+        return nb
+
+    kinds = [
+        ("endless loop", lambda d, s: _write(d, s, patched(last, "while True:\n    pass\n"), a.name),
+         a.total - last_lost, "ran past"),
+        ("failing import", lambda d, s: _write(d, s, patched(last, "import a_module_that_does_not_exist\n"), a.name),
+         a.total - last_lost, "ModuleNotFoundError"),
+        ("kernel dies", lambda d, s: _write(d, s, patched(last, "import os\nos._exit(1)\n"), a.name),
+         0.0, "kernel died"),
+        ("prints megabytes", lambda d, s: _write(d, s, patched(last, "print('x' * 5_000_000)\n"), a.name),
+         a.total, "printed too much"),
+        ("corrupted notebook", lambda d, s: _write(d, s, json.dumps(a.notebook())[:2000].encode(), a.name),
+         0.0, "corrupted notebook"),
+        ("empty file", lambda d, s: _write(d, s, b"", a.name), 0.0, "empty file"),
+        ("no notebook", lambda d, s: (d / s).mkdir(parents=True) or (d / s / "answers.txt").write_text("see email"),
+         0.0, "no notebook"),
+        ("edited read-only test", lambda d, s: _write(d, s, edited(a.notebook()), a.name),
+         a.total, f"read-only cell {first_test} edited"),
+        ("deleted graded cell", lambda d, s: _write(d, s, deleted(a.notebook()), a.name),
+         a.total - a.points[last_test], f"graded cell {last_test} deleted"),
+        ("not a notebook", lambda d, s: (d / f"{s}.pdf").write_bytes(b"%PDF-1.4\n") and f"{s}.pdf",
+         0.0, "not a notebook"),
+        ("flat file, renamed", lambda d, s: _write(d, s, a.notebook(), a.name, flat=True), a.total, ""),
+    ]
+    if others:
+        other = _Assignment(others[0], root)
+        kinds.append(("another assignment", lambda d, s: _write(d, s, other.notebook(), a.name),
+                      0.0, f"belongs to {other.name}"))
+    return kinds
+
+
+def make_class(assignment: str, dest: Path, n: int = 200, seed: int = 0, root: Path = REPO,
+               kinds: list[str] | None = None) -> list[Expected]:
+    """Write ``n`` submissions to ``dest/submissions`` and ``dest/expected.csv``; return the
+    expectations. Every failure kind and every mistake appears at least once (when ``n`` allows);
+    the rest are correct, blank or partially done. ``kinds`` keeps only the kinds named."""
+    root = Path(root)
+    a = _Assignment(assignment, root)
+    rng = random.Random(seed)
+    dest = Path(dest)
+    subs = dest / "submissions"
+    subs.mkdir(parents=True, exist_ok=False)
+    makers = [(kind, make, score, reason) for kind, make, score, reason in failure_kinds(a, root)]
+    for m in MISTAKES.get(assignment, []):
+        def make(d, s, m=m):
+            fixed = a.solutions[m.cell]
+            if m.old not in fixed:
+                raise ValueError(f"{assignment}: mistake {m.name!r} does not apply to {m.cell}")
+            _write(d, s, a.notebook(replace={m.cell: fixed.replace(m.old, m.new)}), a.name)
+        makers.append((f"mistake: {m.name}", make, a.total - a.lost(m.fails), "tests failed"))
+    if assignment in CHEATS:
+        cheat = CHEATS[assignment]
+        makers.append(("only calls vizlib", lambda d, s: _write(d, s, a.notebook(replace={cheat.cell: cheat.source}), a.name),
+                       a.total - a.lost(cheat.fails), "tests failed"))
+    makers.append(("correct", lambda d, s: _write(d, s, a.notebook(), a.name), a.total, ""))
+    makers.append(("blank", lambda d, s: _write(d, s, a.notebook(solved=()), a.name), 0.0, "tests failed"))
+    if kinds is not None:
+        makers = [m for m in makers if m[0] in kinds]
+    plan = list(makers)
+    while len(plan) < n:  # the rest of the class: correct, blank or partly done
+        k = rng.randrange(len(a.order) + 1)
+        solved = a.order[:k]
+        lost = a.lost(t for c in a.order[k:] for t in a.tests[c])
+        plan.append((f"partial {k}/{len(a.order)}",
+                     lambda d, s, solved=solved: _write(d, s, a.notebook(solved=solved), a.name),
+                     a.total - lost, "tests failed" if lost else ""))
+    plan = plan[:n]
+    rng.shuffle(plan)
+    expected = []
+    for i, (kind, make, score, reason) in enumerate(plan):
+        student = f"student{i:03d}"
+        entry = make(subs, student)  # the grader's id for it, where that is not the plain name
+        expected.append(Expected(entry if isinstance(entry, str) else student, kind, score, reason))
+    with open(dest / "expected.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "kind", "score", "reason"])
+        for e in expected:
+            writer.writerow([e.student, e.kind, f"{e.score:g}", e.reason])
+    return expected
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vizlib.course.synthetic", description=__doc__.splitlines()[0])
+    parser.add_argument("assignment")
+    parser.add_argument("dest", help="empty folder to create")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    expected = make_class(args.assignment, Path(args.dest), args.n, args.seed)
+    print(f"wrote {len(expected)} submissions to {Path(args.dest) / 'submissions'} "
+          f"and the expected grades to {Path(args.dest) / 'expected.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
