@@ -252,10 +252,19 @@ def class_score(index: int | Sequence[int]) -> Objective:
     return Objective(fn, (LOGITS,), f"class_score({index})")
 
 
-def channel(layer: str, c: int) -> Objective:
-    """Mean activation of channel ``c`` of ``layer`` over all positions: filter visualisation."""
+def channel(layer: str, c: int | Sequence[int]) -> Objective:
+    """Mean activation of channel ``c`` of ``layer`` over all positions: filter visualisation.
+
+    ``c``: one channel for every image, or a sequence with one channel per image of the batch.
+    """
     def fn(acts):
-        return _check_4d(acts[layer], layer)[:, c].mean(dim=(1, 2))
+        a = _check_4d(acts[layer], layer)
+        if isinstance(c, numbers.Integral):
+            return a[:, c].mean(dim=(1, 2))
+        idx = torch.as_tensor(list(c), device=a.device)
+        if idx.numel() != a.shape[0]:
+            raise ValueError(f"channel got {idx.numel()} channels for a batch of {a.shape[0]}")
+        return a[torch.arange(a.shape[0], device=a.device), idx].mean(dim=(1, 2))
     return Objective(fn, (layer,), f"channel({layer}, {c})")
 
 
