@@ -154,3 +154,68 @@ def plot_layer_stats(rows: Sequence[dict], keys: Sequence[str] = ("dead_fraction
 def save_figure(fig, path, dpi: int = 110) -> None:
     """Write ``fig`` to ``path`` (PNG, PDF … by extension)."""
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
+
+
+# --- gradient ascent (lectures 08-11) ---
+
+def show_image_table(rows: dict, col_titles: Sequence[str] | None = None, size: float = 1.6,
+                     title: str | None = None):
+    """A grid of images: one row per entry of ``rows`` (``label -> (B, 3, H, W)`` in [0, 1]),
+    one column per image, with the label at the left of each row and ``col_titles`` on top."""
+    labels = list(rows)
+    ncols = max(int(v.shape[0]) for v in rows.values())
+    fig, axes = plt.subplots(len(labels), ncols, figsize=(size * ncols + 0.8, size * len(labels) + 0.3),
+                             squeeze=False)
+    for r, label in enumerate(labels):
+        images = rows[label]
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < images.shape[0]:
+                ax.imshow(to_numpy(images[c]))
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+            if r == 0 and col_titles is not None and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict, keys: Sequence[str] | None = None, title: str | None = None,
+                 ax=None):
+    """Plot a render history (``name -> [value per step]``, from :func:`vizlib.render.render`)."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    else:
+        fig = ax.figure
+    for key in keys or list(history):
+        ax.plot(history[key], label=key)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def plot_by_layer(rows: Sequence[dict], keys: Sequence[str], title: str | None = None):
+    """Plot per-layer numbers (e.g. from :func:`vizlib.ascent.inversion_by_layer`), one panel per key."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
+    x = np.arange(len(rows))
+    for ax, key in zip(axes[0], keys):
+        ax.plot(x, [r[key] for r in rows], marker="o")
+        ax.set_xticks(x, [r["layer"] for r in rows])
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

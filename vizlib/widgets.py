@@ -81,3 +81,136 @@ def activation_explorer(model: nn.Module, image: torch.Tensor, layers: list[str]
         plt.show()
 
     return widgets.interactive(show, layer=layer_menu, index=channel)
+
+
+# --- gradient ascent (lectures 08-11) ---
+
+def _slider(value, low, high, step, description, log=False):
+    import ipywidgets as widgets
+
+    if log:
+        return widgets.FloatLogSlider(value=value, base=10, min=low, max=high, step=step,
+                                      description=description, continuous_update=False)
+    kind = widgets.IntSlider if isinstance(value, int) and isinstance(step, int) else widgets.FloatSlider
+    return kind(value=value, min=low, max=high, step=step, description=description,
+                continuous_update=False)
+
+
+def class_visualization_explorer(model: nn.Module, steps: int = 100, size: int | None = None):
+    """Pick a class and the regulariser strengths; see the class model gradient ascent makes.
+
+    Each change re-runs :func:`vizlib.ascent.class_visualization` (``steps`` steps).
+    """
+    import ipywidgets as widgets
+
+    from . import ascent, render
+
+    def show(cls, l2, tv, blur_every, clip_values, clip_gradients, jitter):
+        regs = [render.L2(l2)] if l2 > 0 else []
+        regs += [render.TV(tv)] if tv > 0 else []
+        regs += [render.BlurEvery(blur_every, 0.5)] if blur_every > 0 else []
+        regs += [render.ClipSmallValues(clip_values)] if clip_values > 0 else []
+        regs += [render.ClipSmallGradients(clip_gradients)] if clip_gradients > 0 else []
+        out = ascent.class_visualization(model, model.classes.index(cls), steps=steps, size=size,
+                                         regularizers=regs, transforms=[render.Jitter(jitter)] if jitter else [],
+                                         progress=False)
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), gridspec_kw={"width_ratios": [1, 1.5]})
+        axes[0].imshow(to_numpy(out.image[0]))
+        axes[0].axis("off")
+        with torch.no_grad():
+            p = model(out.image).softmax(1)[0]
+        axes[0].set_title(f"{cls}: p = {float(p[model.classes.index(cls)]):.2f}")
+        plot.plot_history(out.history, ax=axes[1])
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(
+        show, cls=widgets.Dropdown(options=model.classes, value=model.classes[0], description="class"),
+        l2=_slider(0.5, 0.0, 5.0, 0.25, "L2"), tv=_slider(0.0, 0.0, 5.0, 0.25, "TV"),
+        blur_every=_slider(4, 0, 10, 1, "blur every"), clip_values=_slider(10, 0, 50, 5, "clip values %"),
+        clip_gradients=_slider(10, 0, 50, 5, "clip grads %"), jitter=_slider(4, 0, 8, 1, "jitter"))
+
+
+def fooling_explorer(model: nn.Module, images: torch.Tensor, max_steps: int = 100):
+    """Pick an image and a target class; see the fooling image, the change (x20) and its size.
+
+    ``images``: ``(B, 3, H, W)`` float in [0, 1].
+    """
+    import ipywidgets as widgets
+
+    from . import ascent
+
+    def show(index, target):
+        x = images[index:index + 1]
+        t = model.classes.index(target)
+        out = ascent.fooling_image(model, x, t, max_steps=max_steps)
+        with torch.no_grad():
+            before = model.classes[int(model(x).argmax())]
+            after = model.classes[int(model(out.image).argmax())]
+        delta = ((out.image - x) * 20 + 0.5).clamp(0, 1)
+        fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+        for ax, im, title in zip(axes, (x, out.image, delta),
+                                 (f"original: {before}", f"after {out.steps} steps: {after}",
+                                  "change x 20")):
+            ax.imshow(to_numpy(im[0]))
+            ax.set_title(title, fontsize=10)
+            ax.axis("off")
+        fig.suptitle(f"L-inf {out.linf:.1f}, L2 {out.l2:.0f}, RMS {out.rms:.2f} (pixel units 0-255)")
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(
+        show, index=widgets.IntSlider(0, 0, images.shape[0] - 1, 1, description="image",
+                                      continuous_update=False),
+        target=widgets.Dropdown(options=model.classes, value=model.classes[1], description="target"))
+
+
+def deepdream_explorer(model: nn.Module, image: torch.Tensor, layers: list[str], steps: int = 10):
+    """Pick a layer, the number of octaves and the step size; see what DeepDream amplifies.
+
+    ``image``: ``(1, 3, H, W)`` float in [0, 1].
+    """
+    import ipywidgets as widgets
+
+    from . import ascent
+
+    def show(layer, octaves, lr):
+        out = ascent.deepdream(model, image, layer, octaves=octaves, steps=steps, lr=lr, progress=False)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+        for ax, im, title in zip(axes, (image, out), ("image", f"dreamed at {layer}")):
+            ax.imshow(to_numpy(im[0]))
+            ax.set_title(title)
+            ax.axis("off")
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(
+        show, layer=widgets.Dropdown(options=layers, value=layers[len(layers) // 2], description="layer"),
+        octaves=_slider(3, 1, 5, 1, "octaves"), lr=_slider(0.004, 0.001, 0.02, 0.001, "step"))
+
+
+def inversion_explorer(model: nn.Module, image: torch.Tensor, layers: list[str], steps: int = 100):
+    """Pick a layer, the TV weight and beta; see the image reconstructed from that layer's features.
+
+    ``image``: ``(1, 3, H, W)`` float in [0, 1].
+    """
+    import ipywidgets as widgets
+
+    from . import ascent
+
+    def show(layer, tv_weight, beta):
+        out = ascent.invert_features(model, image, layer, steps=steps, tv_weight=tv_weight, beta=beta,
+                                     progress=False)
+        err = ascent.reconstruction_error(out.image, image)
+        fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
+        for ax, im, title in zip(axes, (image, out.image),
+                                 ("original", f"from {layer}: MSE {err['mse']:.4f}, SSIM {err['ssim']:.2f}")):
+            ax.imshow(to_numpy(im[0]))
+            ax.set_title(title, fontsize=10)
+            ax.axis("off")
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(
+        show, layer=widgets.Dropdown(options=layers, value=layers[1], description="layer"),
+        tv_weight=_slider(0.5, 0.0, 5.0, 0.25, "TV weight"), beta=_slider(2.0, 1.0, 3.0, 0.5, "beta"))
