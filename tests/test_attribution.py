@@ -419,3 +419,37 @@ def test_cuda_matches_cpu(shapesnet, batch, name):
     assert out.device.type == "cuda"
     ref = f(shapesnet, x, t, **kw)
     assert rel_err(out.cpu(), ref) < 1e-3
+
+
+# ----------------------------------------------------------------------------------------
+# Lecture helpers: example images, figures, explorers
+# ----------------------------------------------------------------------------------------
+
+def test_example_batch_offline(shapesnet):
+    ex = A.example_batch(shapesnet, n=3, seed=2)
+    assert ex["images"].shape == (3, 3, 64, 64) and ex["masks"].shape == (3, 64, 64)
+    assert ex["names"] == [shapes.CLASSES[int(i)] for i in ex["targets"]]
+
+
+def test_attribution_figures_and_explorers(shapesnet, batch):
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    from vizlib import plot, widgets
+
+    x = batch["images"][:2]
+    maps = {"saliency": torch.rand(2, 64, 64), "grad_cam": torch.rand(2, 8, 8)}
+    figs = [plot.show_attribution_grid(x, maps, row_labels=["a", "b"]),
+            plot.show_map_table(x, torch.rand(2, 3, 8, 8), overlay=False, show_image=False),
+            plot.plot_occlusion_sweep(torch.rand(5), [0, 4, 8, 12, 16], 0.5),
+            plot.plot_perturbation_curves({"random": torch.rand(7), "saliency": torch.rand(7)}),
+            plot.plot_cascade({"saliency": [1.0, 0.5, 0.2]}, ["original", "fc", "conv4"])]
+    for fig in figs:
+        assert fig.axes
+    img = plot.gradient_image(torch.tensor([-2.0, 0.0, 1.0]).view(1, 3, 1, 1))
+    torch.testing.assert_close(img.flatten(), torch.tensor([0.0, 0.5, 0.75]))
+    for w in (widgets.attribution_explorer(shapesnet, x, methods=["saliency", "grad_cam"]),
+              widgets.cascade_explorer(shapesnet, x, batch["labels"][:2], methods=["saliency"])):
+        assert isinstance(w, ipywidgets.interactive)
+    assert hook_count(shapesnet) == 0
+    plt.close("all")

@@ -50,7 +50,8 @@ from .models import get_layer
 
 __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "saliency",
            "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
-           "smoothgrad", "integrated_gradients", "class_scores", "default_cam_layer"]
+           "smoothgrad", "integrated_gradients", "class_scores", "default_cam_layer", "example_batch",
+           "EXAMPLE_PHOTOS"]
 
 
 
@@ -563,6 +564,35 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, target=None, *,
     target = _fixed_target(model, x, target)
     gb = _grad_wrt_input(model, x, target, "guided").abs().amax(1)
     return _finish(gb * grad_cam(model, x, target, layer=layer).to(gb), images)
+
+
+#: Photos the lectures explain when the model knows ImageNet (bundled sample images).
+EXAMPLE_PHOTOS = ("chelsea", "coffee", "horse", "motorcycle", "astronaut", "rocket")
+
+
+def example_batch(model: nn.Module, n: int = 4, seed: int = 0, size: int | None = None) -> dict:
+    """Images for attribution lectures, suited to ``model``.
+
+    An ImageNet model gets up to ``n`` bundled photos (:data:`EXAMPLE_PHOTOS`, ``size`` default
+    224) and explains its own top class (``targets`` None, ``masks`` None). Any other model
+    (the offline ShapesNet) gets ``n`` generated shapes (:func:`vizlib.shapes.make_batch`,
+    ``size`` default ``model.input_size``) with their true labels as ``targets`` and their
+    object ``masks``.
+
+    Returns ``{"images": (n, 3, S, S) in [0, 1], "names": [str], "targets": (n,) int64 or None,
+    "masks": (n, S, S) bool or None}``.
+    """
+    from . import images as _images
+    from . import shapes as _shapes
+
+    if getattr(model, "source", None) == "imagenet":
+        names = list(EXAMPLE_PHOTOS[:n])
+        x = _images.stack_images([_images.sample_image(k) for k in names], size=size or 224)
+        return {"images": x, "names": names, "targets": None, "masks": None}
+    data = _shapes.make_batch(n, size or getattr(model, "input_size", 64), seed=seed)
+    classes = getattr(model, "classes", None) or list(_shapes.CLASSES)
+    return {"images": data["images"], "names": [classes[int(i)] for i in data["labels"]],
+            "targets": data["labels"], "masks": data["masks"]}
 
 
 #: Every method by name, in the lectures' order; each is ``f(model, images, target, **kw)``.
