@@ -209,10 +209,19 @@ def show_map_table(images: torch.Tensor, maps: torch.Tensor, row_labels: Sequenc
 
 def show_attribution_grid(images: torch.Tensor, maps: dict, row_labels: Sequence[str] | None = None,
                           **kwargs):
-    """Rows = images ``(B, 3, H, W)``; columns = methods: ``maps`` is ``{name: (B, h, w)}``.
-    Keyword arguments go to :func:`show_map_table`."""
+    """Rows = images ``(B, 3, H, W)``; columns = methods: ``maps`` is ``{name: (B, h, w)}``
+    (maps smaller than the images are resized to them, bilinear). Keyword arguments go to :func:`show_map_table`."""
     names = list(maps)
-    table = torch.stack([maps[n].detach().float().cpu() for n in names], 1)
+    size = tuple(images.shape[-2:])
+
+    def full(m):
+        m = m.detach().float().cpu()
+        if tuple(m.shape[-2:]) != size:
+            m = torch.nn.functional.interpolate(m[:, None], size=size, mode="bilinear",
+                                                align_corners=False)[:, 0]
+        return m
+
+    table = torch.stack([full(maps[n]) for n in names], 1)
     return show_map_table(images, table, row_labels=row_labels, col_labels=names, **kwargs)
 
 
