@@ -317,7 +317,8 @@ def heatmap_report(model: nn.Module, data: dict, methods: dict[str, Callable], *
     """Measure every method on images with known object masks.
 
     Args:
-        data: a :func:`vizlib.shapes.make_batch` dict (``images``, ``labels``, ``masks``);
+        data: a :func:`vizlib.shapes.make_batch` dict (``images``, ``labels``, ``masks``) or an
+            :func:`vizlib.attribution.example_batch` dict (``targets`` instead of ``labels``);
             maps explain the true label.
         methods: ``name -> f(model, images, target) -> (B, H, W)``.
         steps: points on the deletion / insertion curves.
@@ -332,7 +333,8 @@ def heatmap_report(model: nn.Module, data: dict, methods: dict[str, Callable], *
         ``randomize`` also ``corr_top`` (mean rank correlation after re-initialising the top
         layer) and ``corr_all`` (after re-initialising every layer).
     """
-    images, labels, masks = data["images"], data["labels"], data["masks"]
+    images, masks = data["images"], data["masks"]
+    labels = data["labels"] if "labels" in data else data["targets"]
     chance = float(pointing_chance(masks, tolerance).mean())
     rows = []
     for name, f in methods.items():
