@@ -37,7 +37,7 @@ from :mod:`vizlib.hooks` and are gone when a call returns or raises.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
