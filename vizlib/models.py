@@ -74,8 +74,8 @@ class CourseModel(nn.Module):
             return self.net(self.normalize(x))
         except RuntimeError as exc:
             if _TOO_SMALL.search(str(exc)):
-                from .images import ImageError
-                raise ImageError(
+                from .images import ImageTooSmallError
+                raise ImageTooSmallError(
                     f"images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for {self.name}: its "
                     f"pooling layers need a larger input (it was trained on {self.input_size}x"
                     f"{self.input_size}) — resize with vizlib.images.resize(x, {self.input_size})") from exc

@@ -188,10 +188,14 @@ def _inspect(nb_path: Path, facts: dict) -> tuple[dict | None, list[str]]:
         return None, [f"corrupted notebook: not a valid Jupyter notebook ({str(exc).splitlines()[0][:120]})"]
     cells = _cells(nb)
     ours = set(facts["graded"]) | set(facts["readonly"])
-    if not cells.keys() & ours:
-        for other, ids in facts["others"].items():
-            if cells.keys() & set(ids):
-                return None, [f"belongs to {other}, not {facts['assignment']}"]
+    # cell ids every assignment has ("intro", "imports") say nothing about which one this is
+    shared = set.intersection(ours, *map(set, facts["others"].values())) if facts["others"] else set()
+    overlap = {name: len(cells.keys() & (set(ids) - shared)) for name, ids in facts["others"].items()}
+    mine = len(cells.keys() & (ours - shared))
+    best = max(overlap, key=overlap.get, default=None)
+    if best is not None and overlap[best] > mine:
+        return None, [f"belongs to {best}, not {facts['assignment']}"]
+    if mine == 0:
         return None, [f"not a copy of {facts['assignment']} (it has none of the assignment's cells)"]
     reasons = []
     for grade_id in facts["graded"]:
