@@ -1,0 +1,116 @@
+"""vizlib.style (lectures 12-13): Gram matrix and losses against float64 references, finite
+differences and properties; layer defaults by name."""
+import pytest
+import torch
+
+from vizlib import style
+
+
+def _gram_reference(f):
+    """Average over positions of the outer product of the feature vector with itself, float64."""
+    f = f.double()
+    b, c, h, w = f.shape
+    out = torch.zeros(b, c, c, dtype=torch.float64)
+    for n in range(b):
+        for y in range(h):
+            for x in range(w):
+                v = f[n, :, y, x]
+                out[n] += torch.outer(v, v)
+    return out / (h * w)
+
+
+def test_gram_matrix_matches_the_average_of_outer_products():
+    f = torch.randn(2, 5, 4, 3)
+    g = style.gram_matrix(f)
+    assert g.shape == (2, 5, 5) and g.dtype == torch.float32
+    torch.testing.assert_close(g.double(), _gram_reference(f), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(style.gram_matrix(f, normalize=False), g * 12)
+
+
+def test_gram_matrix_hand_computed():
+    # one channel of ones, one channel [1, -1]: G = [[1, 0], [0, 1]]; with [2, 0]: cross term 1
+    f = torch.tensor([[[[1.0, 1.0]], [[1.0, -1.0]]], [[[1.0, 1.0]], [[2.0, 0.0]]]])
+    expected = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 2.0]]])
+    torch.testing.assert_close(style.gram_matrix(f), expected)
+
+
+def test_gram_matrix_is_symmetric_psd_and_blind_to_where_things_are():
+    f = torch.randn(3, 8, 6, 6, dtype=torch.float64)
+    g = style.gram_matrix(f)
+    torch.testing.assert_close(g, g.transpose(1, 2))
+    assert torch.linalg.eigvalsh(g).min() > -1e-10
+    perm = torch.randperm(36)
+    shuffled = f.flatten(2)[:, :, perm].view_as(f)      # same features, other places
+    torch.testing.assert_close(style.gram_matrix(shuffled), g)
+    # each image of a batch is its own Gram
+    torch.testing.assert_close(style.gram_matrix(f[1:2]), g[1:2])
+
+
+def test_covariance_is_the_gram_of_centred_features():
+    f = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    cov = style.covariance_matrix(f)
+    centred = f - f.mean(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(cov, style.gram_matrix(centred))
+    # torch.cov uses the unbiased 1/(N-1); ours is the population 1/N
+    torch.testing.assert_close(cov[0], torch.cov(f[0].flatten(1)) * 24 / 25)
+
+
+def test_content_loss_values_and_broadcast():
+    a = torch.zeros(2, 2, 2, 2)
+    t = torch.ones(1, 2, 2, 2)
+    a[1] = 1.0
+    a[1, 0, 0, 0] = 3.0
+    loss = style.content_loss(a, t)
+    torch.testing.assert_close(loss, torch.tensor([1.0, 4.0 / 8]))
+    with pytest.raises(ValueError, match="does not match"):
+        style.content_loss(a, torch.ones(1, 3, 2, 2))
+
+
+def test_style_loss_values_and_independence_of_size():
+    f = torch.tensor([[[[1.0, 1.0]], [[1.0, -1.0]]]])      # Gram = identity
+    target = torch.tensor([[[2.0, 1.0], [1.0, 1.0]]])
+    torch.testing.assert_close(style.style_loss(f, target), torch.tensor([(1 + 1 + 1 + 0) / 4]))
+    # the same texture tiled twice has the same Gram matrix: zero loss against the small one
+    big = f.repeat(1, 1, 3, 2)
+    torch.testing.assert_close(style.style_loss(big, style.gram_matrix(f)), torch.zeros(1))
+    with pytest.raises(ValueError, match="does not match"):
+        style.style_loss(f, torch.eye(3)[None])
+
+
+def test_tv_loss_hand_computed():
+    x = torch.tensor([[[[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]])
+    # positions (0,0): dx=1 dy=0 ; (0,1): 0,0 ; (1,0): dx=1, dy=0 ; (1,1): dx=0, dy=-1
+    torch.testing.assert_close(style.tv_loss(x), torch.tensor([3.0 / 4]))
+    torch.testing.assert_close(style.tv_loss(x, beta=1.0), torch.tensor([3.0 / 4]), atol=1e-4, rtol=0)
+    flat = torch.full((2, 3, 5, 5), 0.3)
+    torch.testing.assert_close(style.tv_loss(flat), torch.zeros(2))
+    with pytest.raises(ValueError, match="beta"):
+        style.tv_loss(x, beta=0)
+
+
+def test_losses_have_correct_gradients_by_finite_differences():
+    f = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    tgt = style.gram_matrix(torch.randn(1, 3, 5, 5, dtype=torch.float64))
+    content = torch.randn(1, 3, 4, 4, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: style.style_loss(x, tgt), (f,))
+    assert torch.autograd.gradcheck(lambda x: style.content_loss(x, content), (f,))
+    assert torch.autograd.gradcheck(lambda x: style.tv_loss(x, beta=1.5), (f,))
+
+
+def test_losses_leave_inputs_alone():
+    f = torch.randn(1, 3, 4, 4)
+    before = f.clone()
+    style.style_loss(f, style.gram_matrix(f))
+    style.tv_loss(f)
+    assert torch.equal(f, before)
+
+
+def test_default_layers_by_name(random_model):
+    from vizlib.models import load_model
+
+    vgg = random_model("vgg19")
+    assert style.default_style_layers(vgg) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    assert style.default_content_layer(vgg) == "relu4_2"
+    net = load_model("shapesnet", device="cpu")
+    assert style.default_style_layers(net) == ["relu1", "relu2", "relu3", "relu4"]
+    assert style.default_content_layer(net) == "relu3"

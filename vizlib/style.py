@@ -1,0 +1,183 @@
+"""Gram matrices, the losses of neural style transfer, Gram texture synthesis and style transfer.
+
+- Gatys, Ecker & Bethge, "Texture Synthesis Using Convolutional Neural Networks" (NeurIPS 2015):
+  a texture is described by the Gram matrices of a convnet's feature maps at several layers;
+  a new texture is made by optimising noise until its Gram matrices match.
+- Gatys, Ecker & Bethge, "Image Style Transfer Using Convolutional Neural Networks" (CVPR 2016):
+  optimise an image so that its deep features match a content image (feature reconstruction
+  loss) and its Gram matrices match a style image (style loss), plus a total-variation prior.
+- Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer" (CVPR 2017):
+  colour preservation (luminance-only transfer) and coarse-to-fine (multi-scale) optimisation.
+- Ustyuzhaninov et al., "What does it take to generate natural textures?" (ICLR 2017): even a
+  convnet with random weights gives usable Gram texture descriptors — which is what makes the
+  offline fallback here meaningful.
+
+Images are ``(B, 3, H, W)`` float in [0, 1]; the model normalises them itself. Losses return
+one value per image, ``(B,)``, so a batch of generated images can be optimised at once.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+# ----------------------------------------------------------------------------------------
+# Gram matrix and the three losses
+# ----------------------------------------------------------------------------------------
+
+
+def _check_features(features, name: str = "features") -> torch.Tensor:
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor (B, C, H, W), got {type(features).__name__}")
+    if features.ndim != 4:
+        raise ValueError(f"{name} must be a feature map (B, C, H, W), got shape {tuple(features.shape)}")
+    if not features.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got dtype {features.dtype}")
+    return features
+
+
+def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """The Gram matrix of each feature map: channel co-occurrence, with space thrown away.
+
+    With ``F`` the map reshaped to ``(C, N)`` (``N = H * W`` positions), ``G = F F^T / N``:
+    the average over positions of the outer product of the ``C``-dimensional feature vector
+    with itself. Entry ``(i, j)`` is large when channels ``i`` and ``j`` fire together
+    somewhere — whatever the place — which is why it describes texture (Gatys et al. 2015).
+    It is symmetric and positive semi-definite. Unlike the covariance it keeps the means
+    (``G = cov + mu mu^T``) and needs no centring pass.
+
+    Args:
+        features: ``(B, C, H, W)`` float.
+        normalize: divide by ``N = H * W`` (default); ``False`` gives the raw ``F F^T``.
+
+    Returns:
+        ``(B, C, C)``, same dtype and device.
+    """
+    features = _check_features(features)
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    gram = torch.bmm(flat, flat.transpose(1, 2))
+    return gram / (h * w) if normalize else gram
+
+
+def covariance_matrix(features: torch.Tensor) -> torch.Tensor:
+    """The channel covariance of each feature map, ``(B, C, C)``: the Gram matrix of the
+    centred features, ``gram - mu mu^T`` (for comparison in lecture 12)."""
+    features = _check_features(features)
+    mu = features.mean(dim=(2, 3))
+    return gram_matrix(features) - mu.unsqueeze(2) * mu.unsqueeze(1)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Feature reconstruction loss: mean squared difference of feature maps, per image.
+
+    Args:
+        features: ``(B, C, H, W)`` of the generated images.
+        target: ``(B, C, H, W)`` or ``(1, C, H, W)`` (broadcast) of the content image.
+
+    Returns:
+        ``(B,)``: ``mean_{c,h,w} (features - target)^2``.
+    """
+    features = _check_features(features)
+    target = _check_features(target, "target")
+    if target.shape[1:] != features.shape[1:] or target.shape[0] not in (1, features.shape[0]):
+        raise ValueError(f"content target {tuple(target.shape)} does not match features "
+                         f"{tuple(features.shape)}: same (C, H, W) and batch 1 or B expected")
+    return (features - target).pow(2).flatten(1).mean(1)
+
+
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Gram loss at one layer: mean squared difference of Gram matrices, per image.
+
+    Args:
+        features: ``(B, C, H, W)`` of the generated images.
+        target_gram: ``(B, C, C)`` or ``(1, C, C)`` (broadcast): :func:`gram_matrix` of the
+            style image's features (its size need not match the generated image's).
+
+    Returns:
+        ``(B,)``: ``mean_{i,j} (G_ij - A_ij)^2`` with ``G = gram_matrix(features)``. (Gatys
+        et al. write ``1 / (4 N^2 M^2) sum (F F^T - A)^2`` for unnormalised Grams: the same up
+        to a constant factor.)
+    """
+    gram = gram_matrix(features)
+    if target_gram.ndim != 3 or target_gram.shape[1:] != gram.shape[1:] \
+            or target_gram.shape[0] not in (1, gram.shape[0]):
+        raise ValueError(f"style target {tuple(target_gram.shape)} does not match the Gram "
+                         f"matrix {tuple(gram.shape)} of the features: (1 or B, C, C) expected")
+    return (gram - target_gram).pow(2).flatten(1).mean(1)
+
+
+def tv_loss(images: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Total variation, per image: ``mean_{i,j} ((x_{i,j+1} - x_{i,j})^2 + (x_{i+1,j} - x_{i,j})^2)^{beta/2}``.
+
+    Summed over channels, averaged over the ``(H - 1) (W - 1)`` positions that have both a
+    right and a lower neighbour (Mahendran & Vedaldi 2015's ``R_{V^beta}``). ``beta = 2``
+    penalises squared differences (smooth images); ``beta = 1`` is the classic TV norm,
+    which tolerates sharp edges.
+
+    Args:
+        images: ``(B, C, H, W)`` float, ``H, W >= 2``.
+        beta: the exponent, ``> 0``.
+
+    Returns:
+        ``(B,)``.
+    """
+    images = _check_features(images, "images")
+    if images.shape[2] < 2 or images.shape[3] < 2:
+        raise ValueError(f"tv_loss needs H, W >= 2, got {tuple(images.shape)}")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    dx = images[:, :, :-1, 1:] - images[:, :, :-1, :-1]
+    dy = images[:, :, 1:, :-1] - images[:, :, :-1, :-1]
+    sq = (dx.pow(2) + dy.pow(2)).sum(1)
+    value = sq if beta == 2 else (sq + 1e-8).pow(beta / 2)
+    return value.flatten(1).mean(1)
+
+
+# ----------------------------------------------------------------------------------------
+# Layer choices
+# ----------------------------------------------------------------------------------------
+
+#: Gatys et al.'s layers for VGG19.
+VGG_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+VGG_CONTENT_LAYER = "relu4_2"
+
+
+def _relu_names(model) -> list[str]:
+    from .models import layer_names
+
+    names = layer_names(model)
+    relus = [n for n in names if n.startswith("relu")]
+    # conv-part ReLUs only (not classifier ReLUs such as relu6 / relu7 after fc layers)
+    fcs = {n.replace("fc", "relu") for n in names if n.startswith("fc")}
+    return [n for n in relus if n not in fcs]
+
+
+def default_style_layers(model) -> list[str]:
+    """Style layers by the model's layer names: Gatys et al.'s ``relu1_1 … relu5_1`` when
+    the model has them (VGG), otherwise every convolutional-part ReLU, at most five, spread
+    from first to last (ShapesNet: ``relu1 … relu4``)."""
+    names = _relu_names(model)
+    if all(n in names for n in VGG_STYLE_LAYERS):
+        return list(VGG_STYLE_LAYERS)
+    if not names:
+        raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no layer named "
+                         f"relu*; pass style_layers explicitly")
+    if len(names) <= 5:
+        return names
+    idx = [round(i * (len(names) - 1) / 4) for i in range(5)]
+    return [names[i] for i in dict.fromkeys(idx)]
+
+
+def default_content_layer(model) -> str:
+    """Content layer by the model's layer names: ``relu4_2`` for VGG (Gatys et al.),
+    otherwise the convolutional-part ReLU two thirds of the way through (ShapesNet:
+    ``relu3``)."""
+    names = _relu_names(model)
+    if VGG_CONTENT_LAYER in names:
+        return VGG_CONTENT_LAYER
+    if not names:
+        raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no layer named "
+                         f"relu*; pass content_layer explicitly")
+    return names[max(0, round(2 * (len(names) - 1) / 3))]
