@@ -181,3 +181,142 @@ def default_content_layer(model) -> str:
         raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no layer named "
                          f"relu*; pass content_layer explicitly")
     return names[max(0, round(2 * (len(names) - 1) / 3))]
+
+
+# ----------------------------------------------------------------------------------------
+# Targets: the content and style images' features, computed once
+# ----------------------------------------------------------------------------------------
+
+def _layer_outputs(model, images, layers) -> dict:
+    """Activations of ``layers`` for ``images``, running the model only as deep as needed.
+
+    (Stand-in for :func:`vizlib.render.layer_outputs` until the shared render loop lands.)
+    """
+    from .hooks import _on_forward
+
+    class _Stop(Exception):
+        pass
+
+    layers = list(dict.fromkeys(layers))
+    order = {n: i for i, n in enumerate(getattr(model, "layer_names", layers))}
+    last = max(layers, key=lambda n: order.get(n, -1))
+
+    def keep(store, key, out):
+        store[key] = out
+        if len(store) == len(layers):
+            raise _Stop
+
+    with _on_forward(model, layers, keep) as store:
+        try:
+            model(images)
+        except _Stop:
+            pass
+    missing = [n for n in layers if n not in store]
+    if missing:
+        raise RuntimeError(f"layers {missing} did not run (last needed: {last})")
+    return dict(store)
+
+
+class StyleTargets(dict):
+    """What the generated image is compared with, computed once from the content and style
+    images: a dict with
+
+    - ``"content"``: ``(1, C, H, W)`` features of the content image at ``content_layer``
+      (absent when there is no content image — texture synthesis);
+    - ``"grams"``: ``{layer: (1, C, C)}`` Gram matrices of the style image(s), blended;
+    - ``"content_layer"``, ``"style_layers"``, ``"layer_weights"`` (``{layer: float}``).
+    """
+
+    @property
+    def layers(self) -> list[str]:
+        """Every layer the losses read."""
+        names = list(self["style_layers"])
+        if self.get("content") is not None and self["content_layer"] not in names:
+            names.append(self["content_layer"])
+        return names
+
+
+def _check_image(x, name) -> torch.Tensor:
+    from .images import check_images
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be an image tensor (1, 3, H, W) in [0, 1], got {type(x).__name__}")
+    x = x.unsqueeze(0) if x.ndim == 3 else x
+    return check_images(x, name)
+
+
+@torch.no_grad()
+def style_targets(model: nn.Module, content: torch.Tensor | None, styles, *,
+                  style_layers: Sequence[str] | None = None, content_layer: str | None = None,
+                  layer_weights: Mapping[str, float] | None = None,
+                  style_blend: Sequence[float] | None = None) -> StyleTargets:
+    """Run the model once on the content and style images and keep what the losses compare with.
+
+    Args:
+        model: the loss network (a :class:`~vizlib.models.CourseModel`, e.g. VGG19).
+        content: ``(1, 3, H, W)`` in [0, 1], or ``None`` for texture synthesis.
+        styles: one style image ``(1, 3, h, w)`` or a list of them (any sizes).
+        style_layers: default :func:`default_style_layers`.
+        content_layer: default :func:`default_content_layer`.
+        layer_weights: the weight of each style layer. Default: ``1 / (L * mean(A_l^2))``
+            for target Gram ``A_l`` of ``L`` layers — each layer's loss is measured relative
+            to the size of its target, so every layer counts alike and the same
+            ``style_weight`` works for any network (Gatys et al.'s ``1 / (4 N^2 M^2)``
+            serves the same purpose).
+        style_blend: with several style images, the weight of each (default equal); the
+            target Gram at each layer is the weighted average of theirs.
+
+    Returns:
+        :class:`StyleTargets` (detached tensors on the model's device).
+    """
+    device = next(model.parameters()).device
+    style_layers = list(style_layers) if style_layers is not None else default_style_layers(model)
+    content_layer = content_layer or default_content_layer(model)
+    if not style_layers:
+        raise ValueError("style_layers is empty")
+    styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+    if not styles:
+        raise ValueError("give at least one style image")
+    blend = [1.0 / len(styles)] * len(styles) if style_blend is None else [float(v) for v in style_blend]
+    if len(blend) != len(styles) or sum(blend) <= 0 or min(blend) < 0:
+        raise ValueError(f"style_blend needs {len(styles)} non-negative weights with a positive sum, got {style_blend}")
+    blend = [v / sum(blend) for v in blend]
+    if layer_weights is not None:
+        unknown = [n for n in layer_weights if n not in style_layers]
+        if unknown:
+            raise ValueError(f"layer_weights names layers {unknown} that are not style layers {style_layers}")
+    grams: dict = {}
+    for weight, img in zip(blend, styles):
+        img = _check_image(img, "style image").to(device)
+        acts = _layer_outputs(model, img, style_layers)
+        for n in style_layers:
+            g = gram_matrix(acts[n][:1]) * weight
+            grams[n] = grams[n] + g if n in grams else g
+    if layer_weights is None:
+        layer_weights = {n: 1.0 / (len(style_layers) * float(grams[n].pow(2).mean().clamp_min(1e-12)))
+                         for n in style_layers}
+    targets = StyleTargets(grams=grams, style_layers=style_layers, content_layer=content_layer,
+                           layer_weights={n: float(layer_weights.get(n, 0.0)) for n in style_layers})
+    if content is not None:
+        content = _check_image(content, "content image").to(device)
+        targets["content"] = _layer_outputs(model, content, [content_layer])[content_layer][:1].detach()
+    return targets
+
+
+def relative_content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`content_loss` divided by the target's mean square, ``(B,)``: 1 for an all-zero
+    feature map, 0 for a perfect match, whatever the layer's scale."""
+    scale = target.detach().pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return content_loss(features, target) / scale
+
+
+def weighted_style_loss(activations: Mapping[str, torch.Tensor], targets: Mapping) -> torch.Tensor:
+    """The style loss over several layers: ``sum_l w_l * style_loss(F_l, A_l)``, ``(B,)``.
+
+    ``activations``: ``{layer: (B, C, H, W)}``; ``targets``: :class:`StyleTargets`.
+    """
+    total = None
+    for n in targets["style_layers"]:
+        term = targets["layer_weights"][n] * style_loss(activations[n], targets["grams"][n])
+        total = term if total is None else total + term
+    return total
