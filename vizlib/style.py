@@ -114,7 +114,8 @@ def tv_loss(images: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
     Summed over channels, averaged over the ``(H - 1) (W - 1)`` positions that have both a
     right and a lower neighbour (Mahendran & Vedaldi 2015's ``R_{V^beta}``). ``beta = 2``
     penalises squared differences (smooth images); ``beta = 1`` is the classic TV norm,
-    which tolerates sharp edges.
+    which tolerates sharp edges. Computed by :func:`vizlib.render.total_variation` (the
+    render loop's TV penalty), normalised per position.
 
     Args:
         images: ``(B, C, H, W)`` float, ``H, W >= 2``.
@@ -128,11 +129,10 @@ def tv_loss(images: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
         raise ValueError(f"tv_loss needs H, W >= 2, got {tuple(images.shape)}")
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
-    dx = images[:, :, :-1, 1:] - images[:, :, :-1, :-1]
-    dy = images[:, :, 1:, :-1] - images[:, :, :-1, :-1]
-    sq = (dx.pow(2) + dy.pow(2)).sum(1)
-    value = sq if beta == 2 else (sq + 1e-8).pow(beta / 2)
-    return value.flatten(1).mean(1)
+    from .render import total_variation
+
+    h, w = images.shape[-2:]
+    return total_variation(images, beta) / ((h - 1) * (w - 1))
 
 
 # ----------------------------------------------------------------------------------------
@@ -188,33 +188,9 @@ def default_content_layer(model) -> str:
 # ----------------------------------------------------------------------------------------
 
 def _layer_outputs(model, images, layers) -> dict:
-    """Activations of ``layers`` for ``images``, running the model only as deep as needed.
+    from .render import layer_outputs
 
-    (Stand-in for :func:`vizlib.render.layer_outputs` until the shared render loop lands.)
-    """
-    from .hooks import _on_forward
-
-    class _Stop(Exception):
-        pass
-
-    layers = list(dict.fromkeys(layers))
-    order = {n: i for i, n in enumerate(getattr(model, "layer_names", layers))}
-    last = max(layers, key=lambda n: order.get(n, -1))
-
-    def keep(store, key, out):
-        store[key] = out
-        if len(store) == len(layers):
-            raise _Stop
-
-    with _on_forward(model, layers, keep) as store:
-        try:
-            model(images)
-        except _Stop:
-            pass
-    missing = [n for n in layers if n not in store]
-    if missing:
-        raise RuntimeError(f"layers {missing} did not run (last needed: {last})")
-    return dict(store)
+    return layer_outputs(model, images, layers)
 
 
 class StyleTargets(dict):
@@ -320,3 +296,175 @@ def weighted_style_loss(activations: Mapping[str, torch.Tensor], targets: Mappin
         term = targets["layer_weights"][n] * style_loss(activations[n], targets["grams"][n])
         total = term if total is None else total + term
     return total
+
+
+# ----------------------------------------------------------------------------------------
+# Objectives for the shared render loop (vizlib.render)
+# ----------------------------------------------------------------------------------------
+
+def content_term(targets: Mapping):
+    """The content loss as a :class:`vizlib.render.Objective` (its value is the loss, ``(B,)``;
+    maximise its negative): :func:`relative_content_loss` at ``targets["content_layer"]``."""
+    from .render import Objective
+
+    if targets.get("content") is None:
+        raise ValueError("these targets have no content image (style_targets(model, None, …))")
+    layer, target = targets["content_layer"], targets["content"]
+    return Objective(lambda acts: relative_content_loss(acts[layer], target), (layer,), "content")
+
+
+def style_term(targets: Mapping):
+    """The style loss over the style layers as a :class:`vizlib.render.Objective` (its value
+    is the loss, ``(B,)``; maximise its negative): :func:`weighted_style_loss`."""
+    from .render import Objective
+
+    return Objective(lambda acts: weighted_style_loss(acts, targets), targets["style_layers"], "style")
+
+
+def _noise_param(shape, seed, device, noise=0.25):
+    from .render import PixelImage
+
+    return PixelImage(shape=shape, seed=seed, noise=noise, device=device)
+
+
+def gram_texture(model: nn.Module, texture: torch.Tensor, size: int | tuple[int, int] = 128, *,
+                 style_layers: Sequence[str] | None = None,
+                 layer_weights: Mapping[str, float] | None = None, steps: int = 200,
+                 optimizer: str = "lbfgs", lr: float | None = None, tv_weight: float = 0.0,
+                 batch: int = 1, seed: int = 0, progress: bool | None = None, callback=None):
+    """Gram-matrix texture synthesis (Gatys et al. 2015): optimise noise until its Gram
+    matrices at ``style_layers`` match those of ``texture``.
+
+    Runs :func:`vizlib.render.render` with the objective ``-style_term`` on a
+    :class:`~vizlib.render.PixelImage` started from seeded noise.
+
+    Args:
+        model: the descriptor network in eval mode (VGG19, or offline the fallback).
+        texture: ``(1, 3, h, w)`` in [0, 1], the example texture.
+        size: the output side or ``(H, W)`` (need not match the example's).
+        style_layers, layer_weights: see :func:`style_targets`.
+        steps, optimizer, lr: the render loop's (``lr`` default 1 for L-BFGS, 0.05 for Adam).
+        tv_weight: weight of a :class:`vizlib.render.TV` penalty (0: none).
+        batch: how many textures to make at once (different noise each).
+        seed: the noise.
+
+    Returns:
+        :class:`vizlib.render.RenderResult`: ``image (batch, 3, H, W)`` and ``history``.
+    """
+    from .render import TV, render
+
+    device = next(model.parameters()).device
+    targets = style_targets(model, None, texture, style_layers=style_layers, layer_weights=layer_weights)
+    h, w = (size, size) if isinstance(size, int) else size
+    param = _noise_param((batch, 3, h, w), seed, device)
+    lr = lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.05)
+    regs = [TV(tv_weight)] if tv_weight else []
+    return render(model, -style_term(targets), param, steps=steps, lr=lr, optimizer=optimizer,
+                  regularizers=regs, seed=seed, progress=progress, callback=callback)
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    from .images import resize
+
+    return resize(x, size) if size is not None else x
+
+
+def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_weight: float = 1.0,
+                   style_weight: float = 100.0, tv_weight: float = 1.0,
+                   style_layers: Sequence[str] | None = None, content_layer: str | None = None,
+                   layer_weights: Mapping[str, float] | None = None,
+                   style_blend: Sequence[float] | None = None, init: str | torch.Tensor = "content",
+                   optimizer: str = "lbfgs", steps: int = 200, lr: float | None = None,
+                   scales: Sequence[int] | None = None, preserve_colors: bool = False,
+                   seed: int = 0, progress: bool | None = None, callback=None):
+    """Neural style transfer by optimisation (Gatys, Ecker & Bethge 2016).
+
+    Minimises ``content_weight * content + style_weight * style + tv_weight * TV`` over the
+    pixels, i.e. runs :func:`vizlib.render.render` with the objective
+    ``-(content_weight * content_term + style_weight * style_term)`` and a
+    :class:`~vizlib.render.TV` penalty. The content and style targets are computed once per
+    scale; each step runs the model only up to the deepest layer the losses read.
+
+    Args:
+        model: the loss network in eval mode (VGG19 online; offline the fallback).
+        content: ``(1, 3, H, W)`` in [0, 1].
+        styles: a style image ``(1, 3, h, w)`` or a list of them, blended by ``style_blend``.
+        content_weight, style_weight, tv_weight: the loss weights (content and style losses
+            are scale-free, see :func:`style_targets` and :func:`relative_content_loss`).
+        style_layers, content_layer, layer_weights: default Gatys et al.'s layers for VGG19
+            and the by-name choice of :func:`default_style_layers` otherwise.
+        init: ``"content"`` (start from the content image), ``"noise"``, or an image.
+        optimizer: ``"lbfgs"`` (Gatys et al.) or ``"adam"``; ``lr`` default 1 / 0.02.
+        steps: optimiser steps per scale.
+        scales: coarse-to-fine sizes of the shorter side, e.g. ``(128, 256)``: optimise at
+            each in turn, starting each from the previous result enlarged (Gatys et al.
+            2017). ``None``: the content image's own size.
+        preserve_colors: keep the content image's colours — the result's luminance with the
+            content's chrominance (YIQ), Gatys et al. 2017's luminance-only transfer applied
+            after the optimisation.
+        seed: the noise of ``init="noise"``.
+
+    Returns:
+        :class:`vizlib.render.RenderResult` (``history`` concatenated over scales, with
+        ``"scale"`` giving each step's size).
+    """
+    from .render import TV, PixelImage, RenderResult, render
+
+    device = next(model.parameters()).device
+    content = _check_image(content, "content image").to(device)
+    style_list = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+    base = style_targets(model, None, style_list, style_layers=style_layers, content_layer=content_layer,
+                         layer_weights=layer_weights, style_blend=style_blend)
+    lr = lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.02)
+    if scales is not None and len(scales) == 0:
+        raise ValueError("scales must name at least one size, or be None")
+    sizes = list(scales) if scales is not None else [None]
+    image, history = None, {}
+    for size in sizes:
+        here = _resize(content, size)
+        targets = StyleTargets(base)
+        targets["content"] = _layer_outputs(model, here, [base["content_layer"]])[base["content_layer"]].detach()
+        if image is not None:
+            start = _resize(image, tuple(here.shape[-2:]))
+            param = PixelImage(start.clamp(0, 1))
+        elif isinstance(init, torch.Tensor):
+            param = PixelImage(_resize(_check_image(init, "init").to(device), tuple(here.shape[-2:])))
+        elif init == "content":
+            param = PixelImage(here)
+        elif init == "noise":
+            param = _noise_param(tuple(here.shape), seed, device)
+        else:
+            raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
+        objective = -(content_weight * content_term(targets) + style_weight * style_term(targets))
+        regs = [TV(tv_weight)] if tv_weight else []
+        result = render(model, objective, param, steps=steps, lr=lr, optimizer=optimizer,
+                        regularizers=regs, seed=seed, progress=progress, callback=callback)
+        image = result.image
+        for k, v in result.history.items():
+            history.setdefault(k, []).extend(v)
+        history.setdefault("scale", []).extend([tuple(here.shape[-2:])] * len(result.history["loss"]))
+    if preserve_colors:
+        image = preserve_colors_of(image, _resize(content, tuple(image.shape[-2:])))
+    return RenderResult(image=image, history=history)
+
+
+# YIQ (NTSC): Y is luminance, I and Q the chrominance
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263],
+                            [0.211456, -0.522591, 0.311135]])
+
+
+def preserve_colors_of(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The luminance (Y of YIQ) of ``stylized`` with the chrominance (I, Q) of ``content``.
+
+    Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer": keeps the
+    content's colours while taking the style's brush strokes. Both ``(B, 3, H, W)`` in
+    [0, 1], same size; the result is clamped to [0, 1].
+    """
+    if stylized.shape != content.shape:
+        raise ValueError(f"stylized {tuple(stylized.shape)} and content {tuple(content.shape)} must have the same shape")
+    m = _RGB_TO_YIQ.to(stylized.device, stylized.dtype)
+    to_yiq = lambda x: torch.einsum("ij,bjhw->bihw", m, x)  # noqa: E731
+    y = to_yiq(stylized)[:, :1]
+    iq = to_yiq(content)[:, 1:]
+    rgb = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([y, iq], 1))
+    return rgb.clamp(0, 1)
