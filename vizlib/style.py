@@ -468,3 +468,54 @@ def preserve_colors_of(stylized: torch.Tensor, content: torch.Tensor) -> torch.T
     iq = to_yiq(content)[:, 1:]
     rgb = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([y, iq], 1))
     return rgb.clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------------------
+# Style images: famous public-domain paintings by URL, bundled textures offline
+# ----------------------------------------------------------------------------------------
+
+#: name -> (title, URL of a public-domain reproduction on Wikimedia Commons, bundled sample
+#: used when the URL cannot be fetched). The paintings themselves are in the public domain.
+PAINTINGS = {
+    "starry_night": ("Vincent van Gogh, The Starry Night (1889)",
+                     "https://upload.wikimedia.org/wikipedia/commons/thumb/e/ea/"
+                     "Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
+                     "1024px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
+                     "immunohistochemistry"),
+    "great_wave": ("Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
+                   "https://upload.wikimedia.org/wikipedia/commons/thumb/a/a5/"
+                   "Tsunami_by_hokusai_19th_century.jpg/1024px-Tsunami_by_hokusai_19th_century.jpg",
+                   "hubble_deep_field"),
+    "composition_vii": ("Wassily Kandinsky, Composition VII (1913)",
+                        "https://upload.wikimedia.org/wikipedia/commons/thumb/b/b4/"
+                        "Vassily_Kandinsky%2C_1913_-_Composition_7.jpg/"
+                        "1024px-Vassily_Kandinsky%2C_1913_-_Composition_7.jpg",
+                        "coffee"),
+}
+
+
+def painting(name: str, size=None, *, timeout: float = 10.0) -> torch.Tensor:
+    """A famous painting as a style image, ``(1, 3, H, W)`` in [0, 1].
+
+    Downloaded from Wikimedia Commons (:data:`PAINTINGS`) through
+    :func:`vizlib.images.load_image` when the network is there; otherwise — offline,
+    ``VIZLIB_OFFLINE=1``, or any download failure — one line says so and a bundled,
+    strongly textured sample image stands in. ``name`` may also be any path or URL, which is
+    loaded as is (errors are not hidden). ``size`` as in :func:`vizlib.images.load_image`.
+    """
+    import sys
+
+    from .images import ImageFetchError, load_image, sample_image
+
+    if name not in PAINTINGS:
+        return load_image(name, size=size, downscale=True, timeout=timeout)
+    title, url, fallback = PAINTINGS[name]
+    try:
+        return load_image(url, size=size, downscale=True, timeout=timeout)
+    except ImageFetchError as e:
+        from . import config
+
+        reason = "VIZLIB_OFFLINE is set" if config.offline() else str(e)
+        print(f"vizlib: {title} not available ({reason}); using the bundled "
+              f"'{fallback}' image instead", file=sys.stderr, flush=True)
+        return sample_image(fallback, size=size)
