@@ -229,3 +229,49 @@ def test_preserve_colors_keeps_luminance_of_one_and_chroma_of_the_other():
     torch.testing.assert_close(yiq(out)[:, 0], yiq(a)[:, 0])
     torch.testing.assert_close(yiq(out)[:, 1:], yiq(b)[:, 1:])
     torch.testing.assert_close(style.preserve_colors_of(b, b), b)
+
+
+# ------------------------------------------------------------------ figures and explorers
+
+def test_style_figures_draw_and_source_map_values():
+    import matplotlib.pyplot as plt
+
+    from vizlib import plot
+
+    imgs = [torch.rand(1, 3, 8, 8) for _ in range(4)]
+    figs = [plot.show_image_grid([imgs[:2], imgs[2:]], ["r1", "r2"], ["c1", "c2"]),
+            plot.plot_loss_curves({"a": [3.0, 2.0, 1.0], "b": ([0.5, 1.0], [2.0, 1.5])}),
+            plot.show_gram(style.gram_matrix(torch.rand(1, 4, 3, 3)))]
+    assert [len(f.axes) for f in figs] == [4, 1, 2]
+    src = torch.tensor([[[0, 0], [0, 9]], [[9, 0], [9, 9]]])
+    rgb = plot.source_map_image(src, (10, 10))
+    torch.testing.assert_close(rgb[0, :2, 1, 1], torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(rgb[0, :2, 0, 1], torch.tensor([0.0, 1.0]))
+    plt.close("all")
+
+
+def test_style_explorers_build_without_leaving_hooks(net):
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    from vizlib import fast_style, widgets
+
+    img = _img(24, 24, 13)
+    made = [widgets.gram_explorer(net, img),
+            widgets.style_explorer(net, img, _img(24, 24, 14), steps=1),
+            widgets.stylize_explorer(fast_style.TransformerNet(4, 0), torch.rand(2, 3, 16, 16))]
+    assert all(isinstance(w, ipywidgets.Widget) for w in made)
+    _untouched(net)
+    plt.close("all")
+
+
+def test_texture_distance_is_zero_for_the_same_image_and_large_for_noise():
+    img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4
+    same = style.texture_distance(img, img)
+    assert same == {"histogram": 0.0, "spectrum": 0.0}
+    flipped = style.texture_distance(img.flip(-1), img)      # same statistics, other places
+    assert flipped["histogram"] == pytest.approx(0.0, abs=1e-12) and flipped["spectrum"] < 1e-9
+    noise = style.texture_distance(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)), img)
+    assert noise["histogram"] > 0.5
+    hist = style.texture_statistics(img)["histogram"]
+    torch.testing.assert_close(hist.sum(-1), torch.ones(1, 3, dtype=torch.float64))
