@@ -159,7 +159,7 @@ def _train_style(argv) -> int:
     p.add_argument("--style-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--content-weight", type=float, default=1.0)
-    p.add_argument("--style-weight", type=float, default=10.0)
+    p.add_argument("--style-weight", type=float, default=1.0)
     p.add_argument("--tv-weight", type=float, default=1.0)
     p.add_argument("--width", type=int, default=32, help="transformer width (32 = Johnson et al.)")
     p.add_argument("--residual-blocks", type=int, default=5)

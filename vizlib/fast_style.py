@@ -135,7 +135,7 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4) -
 # ----------------------------------------------------------------------------------------
 
 def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Tensor,
-                    targets: Mapping, *, content_weight: float = 1.0, style_weight: float = 10.0,
+                    targets: Mapping, *, content_weight: float = 1.0, style_weight: float = 1.0,
                     tv_weight: float = 1.0) -> dict:
     """Johnson et al.'s loss for a batch: each stylised image against its own content image
     (feature reconstruction at ``targets["content_layer"]``, relative to the content
@@ -334,7 +334,7 @@ def _distributed() -> tuple[int, int, int]:
 
 def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None = None,
           steps: int = 2000, batch_size: int = 4, image_size: int = 256, lr: float = 1e-3,
-          content_weight: float = 1.0, style_weight: float = 10.0, tv_weight: float = 1.0,
+          content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 1.0,
           style_layers=None, content_layer=None, width: int = 32, residual_blocks: int = 5,
           sample_every: int = 200, checkpoint_every: int = 200, sample_images: torch.Tensor | None = None,
           resume: bool = True, seed: int = 0, progress: bool = True, device=None,
