@@ -356,3 +356,77 @@ def plot_by_layer(rows: Sequence[dict], keys: Sequence[str], title: str | None =
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --- texture and style (lectures 12-14) ---
+
+def show_image_grid(rows: Sequence[Sequence[torch.Tensor]], row_titles: Sequence[str] | None = None,
+                    col_titles: Sequence[str] | None = None, size: float = 2.2, suptitle: str | None = None):
+    """A grid of images, ``rows[i][j]`` each ``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1], with
+    row titles on the left and column titles on top (e.g. a weight sweep)."""
+    nrows, ncols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.9 if row_titles else 0), size * nrows + 0.3),
+                             squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(ncols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row):
+                ax.imshow(to_numpy(row[j]))
+            if i == 0 and col_titles is not None:
+                ax.set_title(col_titles[j], fontsize=9)
+            if j == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(curves: dict, xlabel: str = "step", ylabel: str = "loss", log: bool = True,
+                     title: str | None = None, size=(6.0, 3.6)):
+    """Loss curves: ``curves`` maps a label to ``ys`` or to ``(xs, ys)`` (e.g. seconds, loss)."""
+    fig, ax = plt.subplots(figsize=size)
+    for label, data in curves.items():
+        xs, ys = data if isinstance(data, tuple) else (range(1, len(data) + 1), data)
+        ax.plot(list(xs), list(ys), label=label, marker="." if len(list(ys)) < 40 else None)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_gram(gram: torch.Tensor, title: str = "Gram matrix", ax=None):
+    """A ``(C, C)`` (or ``(1, C, C)``) Gram matrix as a heatmap. Returns the figure."""
+    g = gram.detach().float().cpu()
+    g = g[0] if g.ndim == 3 else g
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(3.4, 3.0))
+    else:
+        fig = ax.figure
+    im = ax.imshow(g.numpy(), cmap="magma")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("channel j")
+    ax.set_ylabel("channel i")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def source_map_image(source: torch.Tensor, sample_hw: tuple[int, int]) -> torch.Tensor:
+    """Colour each output pixel by where in the sample it was copied from (``source``:
+    ``(H, W, 2)`` rows/cols from :func:`vizlib.texture.nearest_neighbor_texture`): red = row,
+    green = column. Smooth colour ramps are stretches copied verbatim. Returns ``(1, 3, H, W)``."""
+    h, w = sample_hw
+    src = source.detach().cpu().float()
+    rgb = torch.stack([src[..., 0] / max(h - 1, 1), src[..., 1] / max(w - 1, 1),
+                       torch.full(src.shape[:2], 0.35)], 0)
+    return rgb.unsqueeze(0)
