@@ -58,6 +58,34 @@ MISTAKES: dict[str, list[Mistake]] = {
         Mistake("receptive field grows by the kernel only, ignoring the stride", "receptive_field_size",
                 "size += (kernel - 1) * jump", "size += kernel - 1", ("test_receptive_field_size",)),
     ],
+    "assignment2": [
+        Mistake("saliency without the absolute value", "saliency_map",
+                "grad.abs().amax(1)", "grad.amax(1)", ("test_saliency_map", "test_guided_backprop")),
+        Mistake("Grad-CAM without the final ReLU", "grad_cam",
+                "(weights * a).sum(1).clamp(min=0)", "(weights * a).sum(1)", ("test_grad_cam",)),
+        Mistake("guided ReLU lets negative gradients through", "guided_relu",
+                "grad.clamp(min=0) * (out > 0)", "grad * (out > 0)",
+                ("test_guided_relu", "test_guided_backprop")),
+        Mistake("occlusion sums overlapping windows instead of averaging", "occlusion_map",
+                "total / masks.sum(0).clamp(min=1)", "total", ("test_occlusion_map",)),
+    ],
+    "assignment3": [
+        Mistake("TV loss missing the vertical direction", "total_variation",
+                "dx ** 2 + dy ** 2", "dx ** 2", ("test_total_variation",)),
+        Mistake("gradient-ascent step without the L2 penalty", "ascent_step",
+                "score - l2_weight * ((x - 0.5) ** 2).sum()", "score", ("test_ascent_step",)),
+        Mistake("DeepDream step without normalising the gradient", "deepdream_step",
+                "g = g / g.abs().mean()", "g = g", ("test_deepdream_step",)),
+    ],
+    "assignment4": [
+        Mistake("Gram matrix not normalised by the number of positions", "gram_matrix",
+                "flat @ flat.transpose(1, 2) / (h * w)", "flat @ flat.transpose(1, 2)",
+                ("test_gram_matrix", "test_style_loss", "test_train_step")),
+        Mistake("TV loss missing the vertical direction", "tv_loss",
+                "dx.pow(2) + dy.pow(2)", "dx.pow(2)", ("test_tv_loss",)),
+        Mistake("style loss ignores the layer weights", "style_loss",
+                "layer_weights[layer] * (g - target)", "(g - target)", ("test_style_loss", "test_train_step")),
+    ],
 }
 
 CHEATS: dict[str, Cheat] = {
@@ -66,6 +94,21 @@ CHEATS: dict[str, Cheat] = {
                          "    from vizlib.activations import dead_channel_fraction as reference\n"
                          "    return reference(act, threshold)\n",
                          ("test_dead_channel_fraction",)),
+    "assignment2": Cheat("saliency_map",
+                         "def saliency_map(model, x, target):\n"
+                         "    from vizlib.attribution import saliency\n"
+                         "    return saliency(model, x, target)\n",
+                         ("test_saliency_map",)),
+    "assignment3": Cheat("total_variation",
+                         "def total_variation(x, beta):\n"
+                         "    from vizlib.render import total_variation as reference\n"
+                         "    return reference(x, beta)\n",
+                         ("test_total_variation",)),
+    "assignment4": Cheat("gram_matrix",
+                         "def gram_matrix(features):\n"
+                         "    from vizlib.style import gram_matrix as reference\n"
+                         "    return reference(features)\n",
+                         ("test_gram_matrix", "test_style_loss", "test_train_step")),
 }
 
 
