@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vizlib import activations, filters, hooks, images, models, neighbors, offline, shapes
+from vizlib import (activations, ascent, attribution, fast_style, filters, hooks, images, models, neighbors,
+                    offline, shapes, style)
 from vizlib.images import ImageError
 
 
@@ -157,6 +158,20 @@ ROWS = [
         lambda c: neighbors.nearest_neighbors(torch.rand(2, 5), torch.rand(3, 5), k=4), ValueError, r"k must be in 1\.\.3, got 4"),
     Row("resize to zero pixels", lambda c: images.resize(c.x, 0), ValueError, r"size"),
     Row("unknown shape class", lambda c: shapes.make_batch(2, 32, seed=0, classes=["hexagon"]), ValueError, r"hexagon"),
+    # ---- attribution, gradient ascent, style ------------------------------------------
+    Row("class index out of range (attribution)", lambda c: attribution.saliency(c.model, c.x, 99),
+        (ValueError, IndexError), r"99"),
+    Row("class index out of range (class model)", lambda c: ascent.class_visualization(c.model, 99, size=32, steps=1),
+        (ValueError, IndexError), r"99.*8 classes"),
+    Row("Grad-CAM at a layer that does not exist", lambda c: attribution.grad_cam(c.model, c.x, 0, layer="relu7"),
+        (KeyError, ValueError), r"relu7"),
+    Row("occlusion patch larger than the image", lambda c: attribution.occlusion(c.model, c.x, 0, patch=100),
+        ValueError, r"patch"),
+    Row("style image that is not an image", lambda c: style.style_transfer(c.model, c.x[:1], "not-a-tensor", steps=1),
+        (TypeError, ValueError), r"style"),
+    Row("pickled fast-style checkpoint",
+        lambda c: fast_style.load_checkpoint(c.file("evil.pt", b"\x80\x04\x95" + b"\0" * 64)),
+        Exception, r"checkpoint|safetensors|refus|not"),
 ]
 
 

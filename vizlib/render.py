@@ -241,13 +241,20 @@ def class_score(index: int | Sequence[int]) -> Objective:
     Simonyan, Vedaldi & Zisserman 2014, "Deep Inside Convolutional Networks": maximise the
     unnormalised score, not the probability (which can also rise by lowering the others).
     """
+    def check(indices, k):
+        bad = [int(i) for i in indices if not 0 <= int(i) < k]
+        if bad:
+            raise IndexError(f"class index {bad[0]} is out of range: the model has {k} classes (0..{k - 1})")
+
     def fn(acts):
         logits = acts[LOGITS]
         if isinstance(index, numbers.Integral):
+            check([index], logits.shape[1])
             return logits[:, index]
         idx = torch.as_tensor(list(index), device=logits.device)
         if idx.numel() != logits.shape[0]:
             raise ValueError(f"class_score got {idx.numel()} classes for a batch of {logits.shape[0]}")
+        check(idx.tolist(), logits.shape[1])
         return logits.gather(1, idx[:, None])[:, 0]
     return Objective(fn, (LOGITS,), f"class_score({index})")
 

@@ -82,7 +82,7 @@ MISTAKES: dict[str, list[Mistake]] = {
                 "flat @ flat.transpose(1, 2) / (h * w)", "flat @ flat.transpose(1, 2)",
                 ("test_gram_matrix", "test_style_loss", "test_train_step")),
         Mistake("TV loss missing the vertical direction", "tv_loss",
-                "dx.pow(2) + dy.pow(2)", "dx.pow(2)", ("test_tv_loss",)),
+                "dx.pow(2) + dy.pow(2)", "dx.pow(2)", ("test_tv_loss", "test_train_step")),
         Mistake("style loss ignores the layer weights", "style_loss",
                 "layer_weights[layer] * (g - target)", "(g - target)", ("test_style_loss", "test_train_step")),
     ],
