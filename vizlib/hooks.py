@@ -126,3 +126,80 @@ def hook_count(model: nn.Module) -> int:
                      "_backward_pre_hooks"):
             total += len(getattr(module, attr, {}) or {})
     return total
+
+
+# ----------------------------------------------------------------------------------------
+# Backward rules for ReLUs: guided backpropagation and the deconvnet (lectures 06-07)
+# ----------------------------------------------------------------------------------------
+
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU forward; backward passes a gradient only where the input was positive *and* the
+    gradient is positive (Springenberg et al. 2015, "Striving for Simplicity")."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """ReLU forward; backward passes the positive part of the gradient, ignoring where the
+    input was positive (Zeiler & Fergus 2014's deconvnet)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+RELU_RULES = {"guided": _GuidedReLU, "deconvnet": _DeconvReLU}
+
+
+@contextmanager
+def relu_backward_rule(model: nn.Module, rule: str = "guided") -> Iterator[nn.Module]:
+    """Change how every ``nn.ReLU`` module of ``model`` back-propagates, inside the block only.
+
+    ``rule``: ``"guided"`` (guided backpropagation: gradient kept where input > 0 and
+    gradient > 0) or ``"deconvnet"`` (gradient kept where gradient > 0). The forward values
+    are unchanged. Works by a forward hook on each ``nn.ReLU`` that re-computes its output
+    through a function with the new backward (so a ReLU module used twice, as in ResNet,
+    follows the rule both times). In-place ReLUs are switched to out-of-place for the block.
+    ReLUs called as functions (``F.relu``) are not seen: the model must use ``nn.ReLU`` modules.
+
+    Every hook is removed and every ``inplace`` flag restored in a ``finally`` block.
+
+    Raises:
+        ValueError: for an unknown rule, or a model without ``nn.ReLU`` modules.
+    """
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {', '.join(map(repr, RELU_RULES))}")
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError(f"{type(model).__name__} has no nn.ReLU modules, so the {rule!r} rule "
+                         "cannot be applied (ReLUs called as F.relu are invisible to hooks)")
+    function = RELU_RULES[rule]
+
+    def hook(module, args, output):
+        return function.apply(args[0])
+
+    inplace = [m.inplace for m in relus]
+    handles = []
+    try:
+        for m in relus:
+            m.inplace = False
+            handles.append(m.register_forward_hook(hook))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in zip(relus, inplace):
+            m.inplace = flag

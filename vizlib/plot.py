@@ -154,3 +154,140 @@ def plot_layer_stats(rows: Sequence[dict], keys: Sequence[str] = ("dead_fraction
 def save_figure(fig, path, dpi: int = 110) -> None:
     """Write ``fig`` to ``path`` (PNG, PDF … by extension)."""
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
+
+
+# --- attribution (lectures 05-07, 15) ---
+
+def gradient_image(grads: torch.Tensor) -> torch.Tensor:
+    """Signed input gradients ``(B, 3, H, W)`` -> displayable images in [0, 1]: grey 0.5 is zero,
+    each image scaled by its own largest ``|value|`` (as guided-backprop figures are drawn)."""
+    g = grads.detach().float().cpu()
+    scale = g.flatten(1).abs().amax(1).clamp(min=1e-12)[:, None, None, None]
+    return (0.5 + 0.5 * g / scale).clamp(0, 1)
+
+
+def show_map_table(images: torch.Tensor, maps: torch.Tensor, row_labels: Sequence[str] | None = None,
+                   col_labels: Sequence[str] | None = None, overlay: bool = True, alpha: float = 0.55,
+                   show_image: bool = True, size: float = 1.9, cmap: str = "jet", title: str | None = None):
+    """A table of heatmaps: row ``r`` shows ``images[r]`` and its maps ``maps[r, 0..C-1]``.
+
+    ``images``: ``(R, 3, H, W)`` in [0, 1]; ``maps``: ``(R, C, h, w)``, each stretched to its own
+    range (overlaid on the image, or alone with ``overlay=False``). ``col_labels`` name the
+    ``C`` map columns, ``row_labels`` the rows.
+    """
+    r, c = maps.shape[:2]
+    cols = c + int(show_image)
+    fig, axes = plt.subplots(r, cols, figsize=(size * cols, size * r + (0.4 if title else 0.0)),
+                             squeeze=False)
+    for i in range(r):
+        if show_image:
+            axes[i, 0].imshow(to_numpy(images[i]))
+        for j in range(c):
+            ax = axes[i, j + int(show_image)]
+            if overlay:
+                ax.imshow(overlay_heatmap(images[i], maps[i, j], alpha=alpha, cmap=cmap))
+            else:
+                m = maps[i, j].detach().float().cpu()
+                ax.imshow(m.numpy(), cmap=cmap, vmin=float(m.min()), vmax=float(m.max()) or 1.0)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    if col_labels is not None:
+        heads = (["image"] if show_image else []) + list(col_labels)
+        for j, label in enumerate(heads):
+            axes[0, j].set_title(label, fontsize=9)
+    if row_labels is not None:
+        for i, label in enumerate(row_labels):
+            axes[i, 0].set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_attribution_grid(images: torch.Tensor, maps: dict, row_labels: Sequence[str] | None = None,
+                          **kwargs):
+    """Rows = images ``(B, 3, H, W)``; columns = methods: ``maps`` is ``{name: (B, h, w)}``
+    (maps smaller than the images are resized to them, bilinear). Keyword arguments go to :func:`show_map_table`."""
+    names = list(maps)
+    size = tuple(images.shape[-2:])
+
+    def full(m):
+        m = m.detach().float().cpu()
+        if tuple(m.shape[-2:]) != size:
+            m = torch.nn.functional.interpolate(m[:, None], size=size, mode="bilinear",
+                                                align_corners=False)[:, 0]
+        return m
+
+    table = torch.stack([full(maps[n]) for n in names], 1)
+    return show_map_table(images, table, row_labels=row_labels, col_labels=names, **kwargs)
+
+
+def plot_occlusion_sweep(scores: torch.Tensor, positions: Sequence[int], clean: float,
+                         label: str = "class score", title: str | None = None, ax=None):
+    """The target's score as the occluder slides along one row of the image.
+
+    ``scores``: ``(n,)`` score with the patch's left edge at ``positions``; ``clean``: the
+    score of the unoccluded image (a dashed line).
+    """
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    ax.plot(list(positions), scores.detach().float().cpu().numpy(), marker="o", label="occluded")
+    ax.axhline(clean, color="k", ls="--", lw=1, label="no occluder")
+    ax.set_xlabel("patch position (left edge, pixels)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def plot_perturbation_curves(curves: dict, title: str | None = None, ylabel: str = "probability of the class",
+                             xlabel: str = "fraction of pixels changed", ax=None):
+    """Deletion or insertion curves (RISE): ``{name: (S + 1,)}`` (e.g. averaged over images),
+    drawn over fractions ``0 .. 1`` with each curve's area in the legend."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, curve in curves.items():
+        y = torch.as_tensor(curve).detach().double().cpu()
+        x = torch.linspace(0, 1, len(y), dtype=torch.float64)
+        area = float(torch.trapezoid(y, x))
+        ax.plot(x.numpy(), y.numpy(), label=f"{name} (AUC {area:.2f})",
+                ls="--" if name == "random" else "-", color="k" if name == "random" else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def plot_cascade(correlations: dict, stages: Sequence[str], title: str | None = None):
+    """Cascading randomisation: ``{method: (S,)}`` mean rank correlation with the original map
+    after randomising ``stages[0]``, ``stages[:2]``, … (the top layer first)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    x = np.arange(len(stages))
+    for name, corr in correlations.items():
+        ax.plot(x, np.asarray(torch.as_tensor(corr).double().cpu()), marker="o", label=name)
+    ax.set_xticks(x, [f"+{s}" if i else s for i, s in enumerate(stages)], rotation=30, ha="right")
+    ax.set_ylabel("rank correlation with original")
+    ax.set_xlabel("layers randomised, from the top down")
+    ax.set_ylim(-0.1, 1.05)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
