@@ -1,0 +1,136 @@
+"""`vizlib stylize` and `vizlib train-style` (lectures 13-14) on tiny images: results written,
+clear errors, URLs through a local HTTP server, and multi-process training through torchrun."""
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from vizlib import fast_style as fs
+from vizlib import style
+from vizlib.cli import main
+from vizlib.images import load_image, save_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _png(path, h=24, w=24, seed=0):
+    save_image(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)), path)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        _png(folder / f"p{i}.png", 20, 20, seed=i)
+    return {"content": _png(tmp_path / "content.png", 20, 28, 10), "style": _png(tmp_path / "style.png", 24, 24, 11),
+            "folder": folder, "tmp": tmp_path}
+
+
+def test_stylize_by_optimisation_writes_the_image(files, capsys):
+    out = files["tmp"] / "out.png"
+    rc = main(["stylize", str(files["content"]), str(files["style"]), "-o", str(out), "--size", "20",
+               "--steps", "2", "--optimizer", "adam", "--quiet", "--style-layers", "relu1,relu2",
+               "--content-layer", "relu2"])
+    assert rc == 0, capsys.readouterr().err
+    img = load_image(out)
+    assert img.shape == (1, 3, 20, 28)
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_train_style_then_feed_forward(files, capsys):
+    run = files["tmp"] / "run"
+    rc = main(["train-style", str(files["style"]), str(files["folder"]), "-o", str(run), "--steps", "2",
+               "--batch-size", "2", "--image-size", "16", "--width", "4", "--residual-blocks", "1",
+               "--sample-every", "2", "--checkpoint-every", "2", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    ckpt = run / "checkpoint.safetensors"
+    assert ckpt.is_file() and (run / "samples" / "step_000002.png").is_file()
+    out = files["tmp"] / "fast.png"
+    assert main(["stylize", "--model", str(ckpt), str(files["content"]), "-o", str(out), "--size", "20"]) == 0
+    net, _ = fs.load_checkpoint(ckpt)
+    expected = fs.stylize(net, load_image(files["content"], size=20))
+    torch.testing.assert_close(load_image(out), expected, atol=1 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stylize", "{tmp}/missing.png", "{style}", "-o", "{tmp}/o.png"], "content image"),
+    (["stylize", "{notimage}", "{style}", "-o", "{tmp}/o.png"], "not"),
+    (["stylize", "{content}", "-o", "{tmp}/o.png"], "give a STYLE image"),
+    (["stylize", "--model", "{notimage}", "{content}", "-o", "{tmp}/o.png"], "refusing"),
+    (["stylize", "--model", "{tmp}/none.safetensors", "{content}", "-o", "{tmp}/o.png"], "checkpoint not found"),
+    (["stylize", "{content}", "{style}", "-o", "{tmp}/o.png", "--style-layers", "relu9", "--steps", "1"], "relu9"),
+    (["train-style", "{style}", "{tmp}/nofolder", "-o", "{tmp}/r"], "image folder not found"),
+])
+def test_clear_errors(files, capsys, argv, message):
+    notimage = files["tmp"] / "notes.png"
+    notimage.write_text("hello, not a picture")
+    subs = dict(tmp=files["tmp"], style=files["style"], content=files["content"], notimage=notimage)
+    assert main([a.format(**subs) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "vizlib: error:" in err and message in err and "Traceback" not in err
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    handler = functools.partial(_Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_paintings_load_by_url_and_fall_back_offline(http_root, monkeypatch, capsys):
+    root, base = http_root
+    _png(root / "wave.png", 30, 40, seed=3)
+    monkeypatch.setitem(style.PAINTINGS, "great_wave", ("The Great Wave", f"{base}/wave.png", "coffee"))
+    monkeypatch.delenv("VIZLIB_OFFLINE")
+    got = style.painting("great_wave")
+    torch.testing.assert_close(got, load_image(root / "wave.png"))
+    assert capsys.readouterr().err == ""
+    # the server is there but the file is not: the bundled stand-in, said in one line
+    monkeypatch.setitem(style.PAINTINGS, "great_wave", ("The Great Wave", f"{base}/gone.png", "coffee"))
+    stand_in = style.painting("great_wave", size=32)
+    assert "The Great Wave not available" in capsys.readouterr().err and min(stand_in.shape[-2:]) == 32
+    monkeypatch.setenv("VIZLIB_OFFLINE", "1")
+    style.painting("great_wave")
+    assert "VIZLIB_OFFLINE is set" in capsys.readouterr().err
+    # the CLI takes URLs as well as paths
+    monkeypatch.delenv("VIZLIB_OFFLINE")
+    _png(root / "c.png", 16, 16, seed=4)
+    out = root / "styled.png"
+    assert main(["stylize", f"{base}/c.png", f"{base}/wave.png", "-o", str(out), "--size", "16", "--steps", "1",
+                 "--optimizer", "adam", "--quiet"]) == 0
+    assert load_image(out).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.slow  # two fresh Python processes importing torch: ~20 s on a loaded 2-core machine
+def test_train_style_under_torchrun_with_two_processes(files):
+    """DistributedDataParallel on CPU (gloo), 2 processes: both train, rank 0 writes."""
+    run = files["tmp"] / "ddp"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VIZLIB_OFFLINE="1", VIZLIB_DEVICE="cpu", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "vizlib.cli", "train-style", str(files["style"]), str(files["folder"]), "-o", str(run),
+           "--steps", "2", "--batch-size", "1", "--image-size", "16", "--width", "4",
+           "--residual-blocks", "0", "--sample-every", "0", "--checkpoint-every", "2", "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "on 2 process(es)" in proc.stdout
+    net, info = fs.load_checkpoint(run / "checkpoint.safetensors")
+    assert info["meta"]["world_size"] == 2 and info["meta"]["step"] == 2

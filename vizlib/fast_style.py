@@ -1,0 +1,470 @@
+"""Fast style transfer: train a feed-forward network to stylise in one pass.
+
+Johnson, Alahi & Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and
+Super-Resolution" (ECCV 2016), with instance normalisation (Ulyanov, Vedaldi & Lempitsky,
+"Instance Normalization: The Missing Ingredient for Fast Stylization", 2016) and
+resize-convolutions instead of transposed convolutions (Odena et al., "Deconvolution and
+Checkerboard Artifacts", Distill 2016).
+
+Gatys et al.'s style transfer (:mod:`vizlib.style`) optimises every image from scratch: a few
+hundred forward and backward passes through VGG per picture. Here a small
+:class:`TransformerNet` is trained once, for one style, to minimise the *same* perceptual loss
+(content + style + TV) over many content images; afterwards stylising is one forward pass.
+
+- :class:`TransformerNet`, :func:`stylize` (inference on images of any size);
+- :func:`perceptual_loss`, :func:`train_step` (one optimisation step);
+- :func:`train` (image folder, progress bar, periodic samples, checkpoint save / resume,
+  multi-GPU through ``torchrun`` and ``DistributedDataParallel``);
+- :func:`save_checkpoint` / :func:`load_checkpoint` (safetensors; no pickle is ever executed).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import config
+from . import style as st
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+# ----------------------------------------------------------------------------------------
+# The transformer network
+# ----------------------------------------------------------------------------------------
+
+class _ConvIN(nn.Sequential):
+    """Reflection pad, conv, instance norm (affine), optional ReLU; ``upsample`` first
+    enlarges by nearest-neighbour interpolation (a resize-convolution)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, upsample=1, relu=True, norm=True):
+        layers = []
+        if upsample > 1:
+            layers.append(nn.Upsample(scale_factor=upsample, mode="nearest"))
+        layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        if norm:
+            layers.append(nn.InstanceNorm2d(cout, affine=True))
+        if relu:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(_ConvIN(channels, channels, 3), _ConvIN(channels, channels, 3, relu=False))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class TransformerNet(nn.Module):
+    """Johnson et al.'s image transformation network with instance normalisation.
+
+    ``9x9 conv (w) -> 3x3 stride-2 conv (2w) -> 3x3 stride-2 conv (4w) -> residual blocks (4w)
+    -> 2x upsample + 3x3 conv (2w) -> 2x upsample + 3x3 conv (w) -> 9x9 conv (3) -> sigmoid``;
+    every conv but the last is followed by instance norm and ReLU. ``width=32,
+    residual_blocks=5`` is the paper's network (1.7 M parameters); smaller settings train in
+    seconds on a CPU.
+
+    Shape: ``(B, 3, H, W)`` float in [0, 1] ``-> (B, 3, H, W)`` float in [0, 1], any ``H, W``
+    (the input is reflection-padded to a multiple of 4 and the output cropped back).
+    """
+
+    def __init__(self, width: int = 32, residual_blocks: int = 5):
+        super().__init__()
+        if width < 1 or residual_blocks < 0:
+            raise ValueError(f"width must be >= 1 and residual_blocks >= 0, got {width}, {residual_blocks}")
+        self.width, self.residual_blocks = int(width), int(residual_blocks)
+        w = self.width
+        self.down = nn.Sequential(_ConvIN(3, w, 9), _ConvIN(w, 2 * w, 3, stride=2),
+                                  _ConvIN(2 * w, 4 * w, 3, stride=2))
+        self.res = nn.Sequential(*[_Residual(4 * w) for _ in range(self.residual_blocks)])
+        self.up = nn.Sequential(_ConvIN(4 * w, 2 * w, 3, upsample=2), _ConvIN(2 * w, w, 3, upsample=2),
+                                _ConvIN(w, 3, 9, relu=False, norm=False))
+
+    def config(self) -> dict:
+        """The constructor's arguments (stored in checkpoints)."""
+        return {"width": self.width, "residual_blocks": self.residual_blocks}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"TransformerNet takes images (B, 3, H, W), got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        if ph or pw:
+            mode = "reflect" if h > ph and w > pw else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        y = torch.sigmoid(self.up(self.res(self.down(x))))
+        return y[..., :h, :w]
+
+
+def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4) -> torch.Tensor:
+    """Stylise ``images`` with a trained :class:`TransformerNet`: one forward pass each.
+
+    Args:
+        transformer: the trained network (its train/eval mode is left as it was; inference
+            runs in eval mode, which for instance norm changes nothing).
+        images: ``(B, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], any size.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(B, 3, H, W)`` float in [0, 1] on the input's device.
+    """
+    images = st._check_image(images, "images")
+    device = next(transformer.parameters()).device
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with torch.no_grad():
+            outs = [transformer(images[i:i + batch_size].to(device)).to(images.device)
+                    for i in range(0, len(images), batch_size)]
+    finally:
+        transformer.train(was_training)
+    return torch.cat(outs).to(images.dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# Loss and one training step
+# ----------------------------------------------------------------------------------------
+
+def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Tensor,
+                    targets: Mapping, *, content_weight: float = 1.0, style_weight: float = 10.0,
+                    tv_weight: float = 1.0) -> dict:
+    """Johnson et al.'s loss for a batch: each stylised image against its own content image
+    (feature reconstruction at ``targets["content_layer"]``, relative to the content
+    features' mean square, :func:`vizlib.style.relative_content_loss`) and against the style's Gram
+    matrices (``targets["grams"]``), plus total variation.
+
+    Args:
+        model: the loss network (frozen).
+        stylized: ``(B, 3, H, W)`` in [0, 1], the transformer's output (with grad).
+        content: ``(B, 3, H, W)`` in [0, 1], the transformer's input.
+        targets: :func:`vizlib.style.style_targets` of the style image (content ``None``).
+
+    Returns:
+        ``{"content", "style", "tv", "total"}``, each ``(B,)``, ``total`` the weighted sum.
+    """
+    layers = list(dict.fromkeys([*targets["style_layers"], targets["content_layer"]]))
+    acts = st._layer_outputs(model, stylized, layers)
+    with torch.no_grad():
+        wanted = st._layer_outputs(model, content, [targets["content_layer"]])[targets["content_layer"]]
+    c = st.relative_content_loss(acts[targets["content_layer"]], wanted)
+    s = st.weighted_style_loss(acts, targets)
+    tv = st.tv_loss(stylized)
+    return {"content": c, "style": s, "tv": tv,
+            "total": content_weight * c + style_weight * s + tv_weight * tv}
+
+
+def train_step(transformer: nn.Module, optimizer: torch.optim.Optimizer, model: nn.Module,
+               content: torch.Tensor, targets: Mapping, **weights) -> dict:
+    """One optimisation step of the transformer on a batch of content images.
+
+    Zero the gradients, stylise the batch, compute :func:`perceptual_loss` (mean over the
+    batch), back-propagate into the transformer only, step the optimiser.
+
+    Returns:
+        the batch-mean losses as floats: ``{"content", "style", "tv", "total"}``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    stylized = transformer(content)
+    losses = perceptual_loss(model, stylized, content, targets, **weights)
+    losses["total"].mean().backward()
+    optimizer.step()
+    return {k: float(v.detach().mean()) for k, v in losses.items()}
+
+
+# ----------------------------------------------------------------------------------------
+# Checkpoints: safetensors (or plain tensors read with weights_only=True), never pickle
+# ----------------------------------------------------------------------------------------
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, not a fast-style checkpoint, or unsafe."""
+
+
+def save_checkpoint(path, transformer: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    meta: dict | None = None) -> Path:
+    """Write the transformer (and the optimiser's state, for resuming) with safetensors.
+
+    Tensors are stored under ``model.*`` and ``optim.*``; ``meta`` (JSON-able: step, style
+    settings …) and the network's :meth:`TransformerNet.config` go into the header. The
+    file is written beside the target and renamed, so an interrupted save leaves the last
+    good checkpoint.
+    """
+    from safetensors.torch import save_file
+
+    net = getattr(transformer, "module", transformer)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    info = {"kind": "vizlib.fast_style", "config": net.config(), "meta": meta or {}}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        scalars = {}
+        for pid, pstate in state["state"].items():
+            for key, value in pstate.items():
+                if isinstance(value, torch.Tensor) and value.ndim > 0:
+                    tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
+                else:
+                    scalars[f"{pid}.{key}"] = float(value)
+        info["optim"] = {"param_groups": state["param_groups"], "scalars": scalars,
+                         "class": type(optimizer).__name__}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"vizlib": json.dumps(info)})
+    os.replace(tmp, path)
+    return path
+
+
+def _read_tensors(path: Path) -> tuple[dict, dict]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return tensors, json.loads(header.get("vizlib", "{}"))
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        pass
+    # not safetensors: allow a torch.save'd dict of tensors, but never run pickled code
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means: refuse the file
+        raise CheckpointError(
+            f"refusing {path}: it is neither a safetensors file nor a plain tensor file that loads "
+            f"with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0][:200]}). A file "
+            f"holding pickled code is never executed.") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for k, v in obj.items() if k != "vizlib"):
+        raise CheckpointError(f"{path} does not hold a dict of tensors")
+    info = obj.pop("vizlib", "{}")
+    return obj, json.loads(info) if isinstance(info, str) else {}
+
+
+def load_checkpoint(path, device=None) -> tuple[TransformerNet, dict]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: the ``.safetensors`` file (a ``torch.save``'d dict of tensors is accepted too,
+            read with ``weights_only=True``).
+        device: where to put the network (default CPU).
+
+    Returns:
+        ``(transformer, info)``: a :class:`TransformerNet` in eval mode and the header
+        (``info["meta"]`` holds the step and training settings); to resume training, build the
+        optimiser over the network's parameters and call :func:`restore_optimizer`.
+
+    Raises:
+        CheckpointError: missing file, corrupt or unsafe file, or not a fast-style checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    tensors, info = _read_tensors(path)
+    if info.get("kind") != "vizlib.fast_style" or "config" not in info:
+        raise CheckpointError(f"{path} is not a vizlib fast-style checkpoint (no 'vizlib.fast_style' header)")
+    try:
+        net = TransformerNet(**info["config"])
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        net.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} does not match a TransformerNet{info.get('config')}: "
+                              f"{str(e).splitlines()[0][:300]}") from None
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise CheckpointError(f"{path} holds NaN or infinite weights")
+    info["_tensors"] = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    return net.to(device or "cpu").eval(), info
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, info: dict) -> None:
+    """Put the optimiser state saved in a checkpoint (``info`` from :func:`load_checkpoint`)
+    back into ``optimizer`` (built over the loaded network's parameters)."""
+    saved = info.get("optim")
+    if not saved:
+        return
+    if saved.get("class") != type(optimizer).__name__:
+        raise CheckpointError(f"the checkpoint's optimiser is {saved.get('class')}, not {type(optimizer).__name__}")
+    state: dict = {}
+    for key, value in info.get("_tensors", {}).items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    for key, value in saved["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = torch.tensor(value)
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+# ----------------------------------------------------------------------------------------
+# Data and training
+# ----------------------------------------------------------------------------------------
+
+class ImageFolder(torch.utils.data.Dataset):
+    """Every image file under ``root`` (recursively), as ``(3, size, size)`` in [0, 1]:
+    the shorter side resized to ``size``, then centre-cropped. Files that cannot be read
+    are reported by name when they are reached."""
+
+    def __init__(self, root, size: int = 256):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {self.root}")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {self.root}")
+        self.size = int(size)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        from .images import center_crop, load_image
+
+        img = load_image(self.files[i], size=self.size, downscale=True)
+        return center_crop(img, self.size)[0]
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment, or (0, 1, 0)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None = None,
+          steps: int = 2000, batch_size: int = 4, image_size: int = 256, lr: float = 1e-3,
+          content_weight: float = 1.0, style_weight: float = 10.0, tv_weight: float = 1.0,
+          style_layers=None, content_layer=None, width: int = 32, residual_blocks: int = 5,
+          sample_every: int = 200, checkpoint_every: int = 200, sample_images: torch.Tensor | None = None,
+          resume: bool = True, seed: int = 0, progress: bool = True, device=None,
+          num_workers: int = 0) -> tuple[TransformerNet, list[dict]]:
+    """Train a :class:`TransformerNet` for one style over a folder of content images.
+
+    Single process by default. Started with ``torchrun --nproc_per_node=N`` (which sets
+    ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``) it trains with ``DistributedDataParallel``:
+    one process per GPU (NCCL; gloo on CPU), each on its share of the images
+    (``DistributedSampler``), gradients averaged; only rank 0 shows progress and writes
+    samples and checkpoints. ``steps`` and ``batch_size`` are per process.
+
+    Args:
+        style_image: ``(1, 3, h, w)`` in [0, 1].
+        images: a folder of images (any depth) or a tensor ``(N, 3, S, S)`` in [0, 1].
+        out_dir: where ``checkpoint.safetensors`` and ``samples/step_NNNNNN.png`` go.
+        model: the loss network (default ``load_model("vgg19")`` — offline, the fallback).
+        resume: continue from ``out_dir/checkpoint.safetensors`` if it exists (weights,
+            optimiser state, step, the data order).
+        seed: initial weights and data order.
+        sample_images: ``(K, 3, H, W)`` stylised into the sample grid (default the first
+            batch's images).
+
+    Returns:
+        ``(transformer, history)``: the trained network (eval mode) and one dict of losses
+        per step taken in this call.
+    """
+    from tqdm.auto import tqdm
+
+    from .images import save_image
+    from .models import load_model
+
+    rank, world, local_rank = _distributed()
+    ddp = world > 1
+    if ddp and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        own_group = True
+    else:
+        own_group = False
+    try:
+        if device is None:
+            device = torch.device(f"cuda:{local_rank}") if ddp and torch.cuda.is_available() else \
+                config.device()
+        device = torch.device(device)
+        model = model if model is not None else load_model("vgg19", device=device)
+        model_device = next(model.parameters()).device
+        if model_device != device:
+            raise ValueError(f"the loss network is on {model_device}, training on {device}")
+        style_image = st._check_image(style_image, "style image")
+        targets = st.style_targets(model, None, style_image, style_layers=style_layers,
+                                   content_layer=content_layer)
+        dataset = ImageFolder(images, image_size) if not isinstance(images, torch.Tensor) else \
+            torch.utils.data.TensorDataset(st._check_image(images, "images"))
+        if len(dataset) < batch_size * world:
+            raise ValueError(f"{len(dataset)} images are too few for batch_size {batch_size} x {world} processes")
+        out_dir = Path(out_dir)
+        ckpt = out_dir / "checkpoint.safetensors"
+
+        start, info = 0, None
+        if resume and ckpt.is_file():
+            transformer, info = load_checkpoint(ckpt)
+            start = int(info["meta"].get("step", 0))
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                transformer = TransformerNet(width, residual_blocks)
+        transformer = transformer.to(device).train()
+        optimizer = torch.optim.Adam(transformer.parameters(), lr=lr)
+        if info is not None:
+            restore_optimizer(optimizer, info)
+        net = transformer
+        if ddp:
+            net = nn.parallel.DistributedDataParallel(
+                transformer, device_ids=[local_rank] if device.type == "cuda" else None)
+
+        per_epoch = len(dataset) // (batch_size * world)
+
+        def batches(first_step):
+            """Batches from step ``first_step`` on; each epoch's order depends only on
+            (seed, epoch), so a resumed run sees the images an uninterrupted one would."""
+            epoch, skip = divmod(first_step, per_epoch)
+            while True:
+                if ddp:
+                    sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True,
+                                                                  seed=seed, drop_last=True)
+                    sampler.set_epoch(epoch)
+                else:
+                    sampler = torch.utils.data.RandomSampler(
+                        dataset, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+                order = list(sampler)[skip * batch_size:]
+                loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order),
+                                                     batch_size=batch_size, shuffle=False,
+                                                     drop_last=True, num_workers=num_workers)
+                for batch in loader:
+                    yield batch[0] if isinstance(batch, (list, tuple)) else batch
+                epoch, skip = epoch + 1, 0
+
+        stream = batches(start)
+        weights = dict(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
+        meta = dict(weights, lr=lr, batch_size=batch_size, image_size=image_size, seed=seed,
+                    world_size=world, style_layers=targets["style_layers"],
+                    content_layer=targets["content_layer"], loss_model=getattr(model, "name", "?"))
+        history: list[dict] = []
+        samples = None
+        bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or rank != 0,
+                   desc="train-style", unit="step")
+        step = start
+        for step in bar:
+            batch = next(stream).to(device)
+            if samples is None:
+                samples = (sample_images if sample_images is not None else batch[:4]).to(device)
+            losses = train_step(net, optimizer, model, batch, targets, **weights)
+            history.append(losses)
+            bar.set_postfix(loss=f"{losses['total']:.4g}")
+            done = step + 1
+            if rank == 0 and sample_every and (done % sample_every == 0 or done == steps):
+                save_image(sample_grid(transformer, samples), out_dir / "samples" / f"step_{done:06d}.png")
+            if rank == 0 and checkpoint_every and (done % checkpoint_every == 0 or done == steps):
+                save_checkpoint(ckpt, transformer, optimizer, dict(meta, step=done))
+        bar.close()
+        return transformer.eval(), history
+    finally:
+        if own_group:
+            torch.distributed.destroy_process_group()
+
+
+def sample_grid(transformer: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The content images above their stylisations, as one ``(1, 3, 2H, K*W)`` image."""
+    out = stylize(transformer, images)
+    top = torch.cat(list(images.to(out.device)), dim=2)
+    bottom = torch.cat(list(out), dim=2)
+    return torch.cat([top, bottom], dim=1).unsqueeze(0)
