@@ -10,7 +10,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: setup course quick-course test test-slow release check-assignments clean
+.PHONY: setup course quick-course test test-slow bench release check-assignments clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ test: setup
 
 test-slow: setup
 	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -m slow tests
+
+bench: setup
+	$(PY) bench/run.py
 
 release: setup
 	$(VENV)/bin/vizlib release

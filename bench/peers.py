@@ -1,0 +1,111 @@
+"""The peers vizlib is timed against, where the peer is a recipe rather than a package.
+
+- :class:`TutorialStyleTransfer`: the PyTorch neural-style-transfer tutorial's *design* — loss
+  modules inserted into a copy of the VGG ``features`` sequence (cut after the last loss
+  module), a normalisation module in front, losses stored on the modules during the forward
+  pass, float32 — computing the same loss terms as :func:`vizlib.style.style_transfer`
+  (relative content loss, scale-free weighted Gram loss, TV / (H W)), so the two agree at step 0.
+- :func:`examples_stylize` / :func:`examples_train_step`: a transformer network run the way
+  pytorch/examples' ``fast_neural_style`` runs it (float32, eager, ``torch.no_grad`` for
+  inference; a plain Adam step on the perceptual loss for training).
+
+Written for this project from the designs, not copied.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from collections import OrderedDict
+
+
+def _gram(f: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+
+
+class _ContentLoss(nn.Module):
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        self.target = target.detach()
+        self.scale = self.target.pow(2).mean().clamp_min(1e-12)
+        self.loss = None
+
+    def forward(self, x):
+        self.loss = (x - self.target).pow(2).mean() / self.scale
+        return x
+
+
+class _StyleLoss(nn.Module):
+    def __init__(self, target_gram: torch.Tensor, weight: float):
+        super().__init__()
+        self.target = target_gram.detach()
+        self.weight = weight
+        self.loss = None
+
+    def forward(self, x):
+        self.loss = self.weight * (_gram(x) - self.target).pow(2).mean()
+        return x
+
+
+class TutorialStyleTransfer:
+    """Gatys style transfer built the tutorial's way on a :class:`~vizlib.models.CourseModel`
+    whose ``net.features`` is a sequence (VGG). ``targets`` come from
+    :func:`vizlib.style.style_targets` so both sides optimise the same function."""
+
+    def __init__(self, model, targets, content_weight=1.0, style_weight=100.0, tv_weight=1.0):
+        wanted = {model.layer_paths[n]: n for n in targets.layers}
+        deepest = max(int(path.rsplit(".", 1)[1]) for path in wanted)
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        seq = nn.Sequential(OrderedDict(normalize=model.normalize))
+        self.content_losses, self.style_losses = [], []
+        for i, layer in enumerate(model.net.features[:deepest + 1]):  # the tutorial cuts after the last loss
+            seq.add_module(str(i), layer)
+            name = wanted.get(f"net.features.{i}")
+            if name == targets["content_layer"]:
+                m = _ContentLoss(targets["content"])
+                seq.add_module(f"content_{i}", m)
+                self.content_losses.append(m)
+            if name in targets["style_layers"]:
+                m = _StyleLoss(targets["grams"][name], targets["layer_weights"][name])
+                seq.add_module(f"style_{i}", m)
+                self.style_losses.append(m)
+        self.net = seq
+
+    def loss(self, image: torch.Tensor) -> torch.Tensor:
+        self.net(image)
+        c = sum(m.loss for m in self.content_losses)
+        s = sum(m.loss for m in self.style_losses)
+        dx = image[:, :, :-1, 1:] - image[:, :, :-1, :-1]
+        dy = image[:, :, 1:, :-1] - image[:, :, :-1, :-1]
+        tv = (dx * dx + dy * dy).sum() / (image.shape[-1] * image.shape[-2])
+        return self.content_weight * c + self.style_weight * s + self.tv_weight * tv
+
+    def run(self, content: torch.Tensor, steps: int, lr: float = 0.02) -> list[float]:
+        image = content.clone().requires_grad_(True)
+        opt = torch.optim.Adam([image], lr=lr)
+        history = []
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = self.loss(image)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                image.clamp_(0, 1)
+            history.append(float(loss.detach()))
+        return history
+
+
+def examples_stylize(transformer: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Inference as pytorch/examples runs it: float32, eager, under ``torch.no_grad``."""
+    with torch.no_grad():
+        return transformer(images)
+
+
+def examples_train_step(transformer, optimizer, model, content, targets, loss_fn) -> float:
+    """One training step of the recipe: zero grads, stylise, perceptual loss, backward, Adam."""
+    optimizer.zero_grad()
+    loss = loss_fn(model, transformer(content), content, targets)["total"].mean()
+    loss.backward()
+    optimizer.step()
+    return float(loss)

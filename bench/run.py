@@ -1,0 +1,332 @@
+"""Every benchmark, one table: vizlib against its peer on the same work, in the same process.
+
+    python bench/run.py                      # all rows on the default device (CUDA if present)
+    python bench/run.py --device cpu --only saliency gradcam
+    python bench/run.py --tiny               # tiny sizes: checks that every row runs (the smoke test)
+    python bench/run.py --write              # also write this run into bench/RESULTS.md
+
+Each row: the median of ``--reps`` timed repetitions after ``--warmup`` untimed ones
+(``torch.cuda.synchronize`` around each on GPU), the ratio peer / vizlib (> 1: vizlib is faster),
+and a check that both produced the same result within the row's stated tolerance. Models have
+random weights (the timings do not depend on them, and no download is needed).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import peers  # noqa: E402  (bench/peers.py)
+
+from vizlib import attribution, fast_style, models, style  # noqa: E402
+
+
+@dataclass
+class Result:
+    row: str
+    peer: str
+    work: str
+    vizlib_s: float
+    peer_s: float
+    check: str
+    ok: bool
+    goal: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.peer_s / self.vizlib_s
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn: Callable[[], object], device: torch.device, warmup: int, reps: int) -> float:
+    """Median wall time of ``fn()`` in seconds over ``reps`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+@dataclass
+class Setup:
+    device: torch.device
+    tiny: bool
+    warmup: int
+    reps: int
+
+    def size(self, gpu: int, cpu: int, tiny: int) -> int:
+        return tiny if self.tiny else (gpu if self.device.type == "cuda" else cpu)
+
+
+def _classifier(s: Setup, name="resnet18"):
+    return models.load_model(name, pretrained=False, device=s.device)
+
+
+def _batch(s: Setup, n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g).to(s.device)
+
+
+def _time_pair(s, ours, theirs):
+    return median_time(ours, s.device, s.warmup, s.reps), median_time(theirs, s.device, s.warmup, s.reps)
+
+
+# ----------------------------------------------------------------------------------------
+# Rows
+# ----------------------------------------------------------------------------------------
+
+def row_saliency(s: Setup) -> Result:
+    from captum.attr import Saliency
+
+    model = _classifier(s)
+    n, px = (2, 32) if s.tiny else (32, s.size(224, 112, 32))
+    x, t = _batch(s, n, px), torch.arange(n, device=s.device) % 10
+    ours = lambda: attribution.saliency(model, x, t)                       # noqa: E731
+    theirs = lambda: Saliency(model).attribute(x, target=t).amax(1)        # noqa: E731
+    err = _rel(ours(), theirs())
+    a, b = _time_pair(s, ours, theirs)
+    return Result("saliency", "Captum Saliency (max over channels)", f"resnet18, {n}x{px}px", a, b,
+                  f"rel err {err:.1e} <= 1e-5", err <= 1e-5, ">= 1x")
+
+
+def row_integrated_gradients(s: Setup) -> Result:
+    from captum.attr import IntegratedGradients
+
+    model = _classifier(s)
+    n, px = (2, 32) if s.tiny else ((32, 224) if s.device.type == "cuda" else (8, 64))
+    steps = 4 if s.tiny else 32
+    x, t = _batch(s, n, px), torch.arange(n, device=s.device) % 10
+    ours = lambda: attribution.integrated_gradients(model, x, t, steps=steps, batch_size=n * steps)  # noqa: E731
+    theirs = lambda: IntegratedGradients(model).attribute(x, target=t, n_steps=steps,                # noqa: E731
+                                                          internal_batch_size=n * steps).sum(1)
+    err = _rel(ours(), theirs())
+    a, b = _time_pair(s, ours, theirs)
+    return Result("integrated gradients", f"Captum IntegratedGradients ({steps} steps)",
+                  f"resnet18, {n}x{px}px", a, b, f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 1x")
+
+
+def row_occlusion(s: Setup) -> Result:
+    from captum.attr import Occlusion
+
+    model = _classifier(s)
+    n, px = (2, 32) if s.tiny else ((32, 224) if s.device.type == "cuda" else (4, 96))
+    patch, stride = (8, 8) if s.tiny else (32, 16) if px >= 224 else (16, 8)
+    x, t = _batch(s, n, px), torch.arange(n, device=s.device) % 10
+    windows = ((px - patch) // stride + 1) ** 2
+    ours = lambda: attribution.occlusion(model, x, t, patch=patch, stride=stride, fill=0.5)  # noqa: E731
+    theirs = lambda: Occlusion(model).attribute(x, target=t, sliding_window_shapes=(3, patch, patch),  # noqa: E731
+                                                strides=(3, stride, stride), baselines=0.5,
+                                                perturbations_per_eval=windows)[:, 0]
+    err = _rel(ours(), theirs())
+    a, b = _time_pair(s, ours, theirs)
+    return Result("occlusion", "Captum Occlusion (all windows per pass)",
+                  f"resnet18, {n}x{px}px, patch {patch} stride {stride}", a, b,
+                  f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x")
+
+
+def row_gradcam(s: Setup) -> Result:
+    import torch.nn.functional as F
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = _classifier(s)
+    n, px = (2, 32) if s.tiny else (32, s.size(224, 112, 32))
+    x, t = _batch(s, n, px), torch.arange(n, device=s.device) % 10
+    xg = x.clone().requires_grad_(True)  # pytorch-grad-cam back-propagates from the output: the
+    # model's weights are frozen, so the input must require grad for a graph to exist
+
+    def ours():
+        raw = attribution.grad_cam(model, x, t, layer="layer4", upsample=False)
+        return F.interpolate(raw[:, None], size=(px, px), mode="bilinear", align_corners=False)[:, 0]
+
+    def theirs():
+        with GradCAM(model=model, target_layers=[model.layer("layer4")]) as cam:
+            return torch.from_numpy(cam(input_tensor=xg, targets=[ClassifierOutputTarget(int(i)) for i in t]))
+
+    def scale(c):  # pytorch-grad-cam min-max scales each map (before and after resizing)
+        c = c - c.flatten(1).amin(1)[:, None, None]
+        return c / (1e-7 + c.flatten(1).amax(1)[:, None, None])
+
+    raw = attribution.grad_cam(model, x, t, layer="layer4", upsample=False)
+    mine = scale(F.interpolate(scale(raw)[:, None], size=(px, px), mode="bilinear", align_corners=False)[:, 0])
+    err = _rel(mine, theirs())
+    a, b = _time_pair(s, ours, theirs)
+    return Result("grad-cam", "pytorch-grad-cam GradCAM", f"resnet18 layer4, {n}x{px}px", a, b,
+                  f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x")
+
+
+def row_gatys(s: Setup) -> Result:
+    model = models.load_model("vgg19", pretrained=False, device=s.device)
+    px = s.size(512, 512, 64)
+    steps = 2 if s.tiny else 5
+    content, style_image = _batch(s, 1, px, 1), _batch(s, 1, px, 2)
+    targets = style.style_targets(model, content, style_image)
+    peer = peers.TutorialStyleTransfer(model, targets)
+    ours = lambda: style.style_transfer(model, content, style_image, optimizer="adam", steps=steps,  # noqa: E731
+                                        progress=False)
+    theirs = lambda: peer.run(content, steps)                                                      # noqa: E731
+    ours_loss, their_loss = ours().history["loss"][0], theirs()[0]
+    err = abs(ours_loss - their_loss) / abs(their_loss)
+    a, b = _time_pair(s, ours, theirs)
+    return Result("Gatys step", "PyTorch NST tutorial design (loss modules in VGG, float32)",
+                  f"VGG19 {px}px, content+style+TV, Adam, per step", a / steps, b / steps,
+                  f"step-0 loss rel diff {err:.1e} <= 1e-4", err <= 1e-4,
+                  ">= 3x GPU, >= 1.5x CPU")
+
+
+def row_fast_style_inference(s: Setup) -> list[Result]:
+    net = fast_style.TransformerNet().to(s.device).eval()
+    sizes = [32] if s.tiny else ([256, 512, 1024, (1080, 1920)] if s.device.type == "cuda" else [256, 512])
+    out = []
+    for size in sizes:
+        h, w = size if isinstance(size, tuple) else (size, size)
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(s.device)
+        ours = lambda: fast_style.stylize(net, x)                # noqa: E731
+        theirs = lambda: peers.examples_stylize(net, x)          # noqa: E731
+        err = _rel(ours(), theirs())
+        a, b = _time_pair(s, ours, theirs)
+        out.append(Result("fast style inference", "pytorch/examples way (float32, eager)",
+                          f"{h}x{w}", a, b, f"max rel diff {err:.1e} <= 2e-2", err <= 2e-2,
+                          ">= 4x GPU; 1080p >= 60 fps on H100", {"fps": 1 / a}))
+    return out
+
+
+def row_fast_style_train(s: Setup) -> Result:
+    model = models.load_model("vgg16", pretrained=False, device=s.device)
+    px, n = (32, 2) if s.tiny else ((256, 4) if s.device.type == "cuda" else (128, 2))
+    style_image, content = _batch(s, 1, px, 3), _batch(s, n, px, 4)
+    targets = fast_style.style_targets_for_training(model, style_image) \
+        if hasattr(fast_style, "style_targets_for_training") else style.style_targets(model, None, style_image)
+    torch.manual_seed(0)
+    ours_net = fast_style.TransformerNet().to(s.device)
+    peer_net = fast_style.TransformerNet().to(s.device)
+    peer_net.load_state_dict(ours_net.state_dict())
+    opt_a = torch.optim.Adam(ours_net.parameters(), lr=1e-3)
+    opt_b = torch.optim.Adam(peer_net.parameters(), lr=1e-3)
+    ours = lambda: fast_style.train_step(ours_net, opt_a, model, content, targets)["total"]            # noqa: E731
+    theirs = lambda: peers.examples_train_step(peer_net, opt_b, model, content, targets,                # noqa: E731
+                                               fast_style.perceptual_loss)
+    first_a, first_b = ours(), theirs()
+    err = abs(first_a - first_b) / abs(first_b)
+    a, b = _time_pair(s, ours, theirs)
+    return Result("fast style train step", "pytorch/examples recipe (float32)",
+                  f"batch {n}x{px}px, VGG16 loss", a, b, f"step-0 loss rel diff {err:.1e} <= 1e-4",
+                  err <= 1e-4, ">= 2x GPU")
+
+
+ROWS = {
+    "saliency": row_saliency,
+    "ig": row_integrated_gradients,
+    "occlusion": row_occlusion,
+    "gradcam": row_gradcam,
+    "gatys": row_gatys,
+    "fast-inference": row_fast_style_inference,
+    "fast-train": row_fast_style_train,
+}
+
+
+# ----------------------------------------------------------------------------------------
+# The table
+# ----------------------------------------------------------------------------------------
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| row | work | peer | vizlib | peer time | ratio (peer/vizlib) | same result | goal |",
+             "| --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
+    for r in results:
+        lines.append(f"| {r.row} | {r.work} | {r.peer} | {r.vizlib_s * 1e3:.1f} ms | {r.peer_s * 1e3:.1f} ms "
+                     f"| **{r.ratio:.2f}x** | {'yes' if r.ok else 'NO'}: {r.check} | {r.goal} |")
+    return "\n".join(lines)
+
+
+def run(names, device: torch.device, tiny: bool, warmup: int, reps: int) -> list[Result]:
+    s = Setup(device, tiny, warmup, reps)
+    results = []
+    for name in names:
+        out = ROWS[name](s)
+        results.extend(out if isinstance(out, list) else [out])
+        print(f"  {name}: done", file=sys.stderr, flush=True)
+    return results
+
+
+def write_results(text: str, device: torch.device) -> Path:
+    """Replace the CPU or GPU section of bench/RESULTS.md with ``text``."""
+    path = HERE / "RESULTS.md"
+    key = "GPU" if device.type == "cuda" else "CPU"
+    sections = {"CPU": "_not run yet_", "GPU": "_not run yet_"}
+    if path.exists():
+        current = path.read_text()
+        for k in sections:
+            start = current.find(f"<!-- {k} -->")
+            end = current.find(f"<!-- /{k} -->")
+            if start >= 0 and end > start:
+                sections[k] = current[start + len(f"<!-- {k} -->"):end].strip()
+    sections[key] = text
+    body = ["# Benchmark results", "",
+            "Written by `python bench/run.py --write` (see bench/README.md). Ratios are peer time / "
+            "vizlib time, measured side by side in one process; > 1 means vizlib is faster.", ""]
+    for k in ("CPU", "GPU"):
+        body += [f"## Last {k} run", "", f"<!-- {k} -->", sections[k], f"<!-- /{k} -->", ""]
+    path.write_text("\n".join(body))
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--only", nargs="*", choices=sorted(ROWS), help="rows to run (default: all)")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes, one repetition: a smoke run")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, tiny 1)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2, tiny 0)")
+    parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    reps = args.reps or (1 if args.tiny else 5)
+    warmup = args.warmup if args.warmup is not None else (0 if args.tiny else 2)
+    names = args.only or list(ROWS)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = run(names, device, args.tiny, warmup, reps)
+    header = (f"{started:%Y-%m-%d %H:%M} UTC on **{device_name(device)}**, torch {torch.__version__}, "
+              f"median of {reps} after {warmup} warm-up; reproduce with "
+              f"`python bench/run.py --device {device.type}{' --tiny' if args.tiny else ''}`")
+    text = header + "\n\n" + table(results)
+    print(text)
+    if args.write:
+        print(f"\nwrote {write_results(text, device)}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
