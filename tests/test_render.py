@@ -360,3 +360,33 @@ def test_callback_can_stop_early_and_progress_bar_runs(tiny_net):
     out = R.render(tiny_net, R.class_score(0), R.PixelImage(shape=(4, 4)), steps=10, lr=0.1,
                    progress=True, callback=lambda s, im: seen.append(s) or s == 3)
     assert seen == [0, 1, 2, 3] and out.steps == 4
+
+
+def test_channels_last_layout_gives_the_same_values():
+    from vizlib import models
+    from vizlib.render import layer_outputs
+
+    m = models.load_model("shapesnet", device="cpu")
+    x = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = m(x)
+        ours = layer_outputs(m, x, ["logits"])["logits"]
+    assert torch.allclose(ours, plain, rtol=1e-5, atol=1e-5)
+    assert x.is_contiguous()  # the caller's tensor keeps its layout
+
+
+def test_bfloat16_precision_is_close_to_float32_and_keeps_float32_results():
+    from vizlib import models, style
+
+    m = models.load_model("shapesnet", device="cpu")
+    g = torch.Generator().manual_seed(2)
+    content, style_image = torch.rand(1, 3, 48, 48, generator=g), torch.rand(1, 3, 48, 48, generator=g)
+    runs = {p: style.style_transfer(m, content, style_image, optimizer="adam", steps=3, progress=False,
+                                    precision=p) for p in ("float32", "bfloat16")}
+    f32, b16 = runs["float32"].history["loss"], runs["bfloat16"].history["loss"]
+    assert abs(b16[0] - f32[0]) / abs(f32[0]) < 0.02, (f32, b16)   # stated tolerance: 2 %
+    assert runs["bfloat16"].image.dtype == torch.float32
+    # Adam moves each pixel by about lr per step whatever the gradient's size: compare on average
+    assert (runs["bfloat16"].image - runs["float32"].image).abs().mean() < 0.005
+    with pytest.raises(ValueError, match="precision"):
+        style.style_transfer(m, content, style_image, steps=1, precision="float16x")

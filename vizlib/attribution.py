@@ -213,6 +213,10 @@ def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn)
         for start in range(0, masks.shape[0], batch_size):
             m = masks[start:start + batch_size, None]                     # (p, 1, H, W)
             copies = torch.where(m, colours[i:i + 1], x[i:i + 1])          # (p, 3, H, W)
+            # channels-last: the layout convolutions run fastest in. Forward passes only here;
+            # gradient methods keep the default layout, whose max-pool backward breaks ties
+            # the way Captum's does
+            copies = copies.contiguous(memory_format=torch.channels_last)
             scores[i, start:start + m.shape[0]] = class_scores(model(copies), t_i)
     return x, base, scores, masks, nh, nw
 

@@ -376,7 +376,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
                    style_blend: Sequence[float] | None = None, init: str | torch.Tensor = "content",
                    optimizer: str = "lbfgs", steps: int = 200, lr: float | None = None,
                    scales: Sequence[int] | None = None, preserve_colors: bool = False,
-                   seed: int = 0, progress: bool | None = None, callback=None):
+                   seed: int = 0, progress: bool | None = None, callback=None,
+                   precision: str = "float32"):
     """Neural style transfer by optimisation (Gatys, Ecker & Bethge 2016).
 
     Minimises ``content_weight * content + style_weight * style + tv_weight * TV`` over the
@@ -403,6 +404,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
             content's chrominance (YIQ), Gatys et al. 2017's luminance-only transfer applied
             after the optimisation.
         seed: the noise of ``init="noise"``.
+        precision: ``"bfloat16"`` runs the network under bf16 autocast with the Gram matrices
+            and losses in float32 (see :func:`vizlib.render.render`); targets stay float32.
 
     Returns:
         :class:`vizlib.render.RenderResult` (``history`` concatenated over scales, with
@@ -438,7 +441,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
         objective = -(content_weight * content_term(targets) + style_weight * style_term(targets))
         regs = [TV(tv_weight)] if tv_weight else []
         result = render(model, objective, param, steps=steps, lr=lr, optimizer=optimizer,
-                        regularizers=regs, seed=seed, progress=progress, callback=callback)
+                        regularizers=regs, seed=seed, progress=progress, callback=callback,
+                        precision=precision)
         image = result.image
         for k, v in result.history.items():
             history.setdefault(k, []).extend(v)
