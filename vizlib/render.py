@@ -644,7 +644,20 @@ def _small_mask(score: torch.Tensor, percentile: float) -> torch.Tensor:
     return score < q.view(-1, 1, 1)
 
 
-class ClipSmallValues:
+class _PercentileClip:
+    """Shared settings of the two clipping operations: a percentile in [0, 100] and the grey
+    value clipped pixels are set to."""
+
+    def __init__(self, percentile: float = 20.0, center: float = GREY):
+        if not 0 <= percentile <= 100:
+            raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+        self.percentile, self.center = float(percentile), float(center)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.percentile})"
+
+
+class ClipSmallValues(_PercentileClip):
     """After each step, set pixels whose colour is close to grey to grey (Yosinski et al. 2015).
 
     A pixel's size is ``||x[:, i, j] - center||`` over its three channels; pixels below the
@@ -654,21 +667,13 @@ class ClipSmallValues:
 
     name = "clip_values"
 
-    def __init__(self, percentile: float = 20.0, center: float = GREY):
-        if not 0 <= percentile <= 100:
-            raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-        self.percentile, self.center = float(percentile), float(center)
-
     @torch.no_grad()
     def after_step(self, pixels: torch.Tensor, grad: torch.Tensor | None, step: int) -> None:
         size = (pixels - self.center).norm(dim=1)
         pixels.masked_fill_(_small_mask(size, self.percentile)[:, None].expand_as(pixels), self.center)
 
-    def __repr__(self):
-        return f"ClipSmallValues({self.percentile})"
 
-
-class ClipSmallGradients:
+class ClipSmallGradients(_PercentileClip):
     """After each step, set pixels with a small gradient to grey (Yosinski et al. 2015).
 
     A pixel whose gradient norm over its channels is below the image's ``percentile``-th
@@ -678,20 +683,12 @@ class ClipSmallGradients:
 
     name = "clip_gradients"
 
-    def __init__(self, percentile: float = 20.0, center: float = GREY):
-        if not 0 <= percentile <= 100:
-            raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-        self.percentile, self.center = float(percentile), float(center)
-
     @torch.no_grad()
     def after_step(self, pixels: torch.Tensor, grad: torch.Tensor | None, step: int) -> None:
         if grad is None:
             return
         size = grad.norm(dim=1)
         pixels.masked_fill_(_small_mask(size, self.percentile)[:, None].expand_as(pixels), self.center)
-
-    def __repr__(self):
-        return f"ClipSmallGradients({self.percentile})"
 
 
 # ----------------------------------------------------------------------------------------
