@@ -156,3 +156,14 @@ def test_plain_tensor_files_load_with_weights_only(tmp_path):
     loaded, _ = fs.load_checkpoint(tmp_path / "plain.pt")
     x = _batch(1, 12)
     torch.testing.assert_close(fs.stylize(loaded, x), fs.stylize(net, x))
+
+
+def test_stylize_in_bfloat16_is_close_to_float32():
+    net = fs.TransformerNet().eval()
+    x = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(3))
+    full = fs.stylize(net, x)
+    half = fs.stylize(net, x, precision="bfloat16")
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    assert (half - full).abs().max() < 0.03          # stated tolerance: about 8/255
+    with pytest.raises(ValueError, match="precision"):
+        fs.stylize(net, x, precision="int8")
