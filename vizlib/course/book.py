@@ -43,15 +43,22 @@ def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 900) -> None:
     Outputs are written into ``nb`` as it runs, so after a failure it holds everything up
     to the failing cell and the error.
     """
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     env_before = os.environ.get("VIZLIB_QUICK")
     os.environ["VIZLIB_QUICK"] = "1" if quick else "0"
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(folder)}},
-                                store_widget_state=True)
-        client.execute()
+        # Unix-socket (IPC) transport: no TCP ports to pick, release and race for. Over TCP the
+        # book saw, now and then, a cell whose reply never arrived (client and kernel both idle).
+        with tempfile.TemporaryDirectory(prefix="vizlib-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "k"))
+            client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": str(folder)}},
+                                    store_widget_state=True)
+            client.execute()
     finally:
         if env_before is None:
             os.environ.pop("VIZLIB_QUICK", None)
