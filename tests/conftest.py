@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import matplotlib
@@ -62,3 +63,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@contextlib.contextmanager
+def serve_http(handler):
+    """Run ``handler`` (an ``http.server`` request-handler class or factory) on a local
+    threaded server for the block; yields its base URL ``http://127.0.0.1:PORT``."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

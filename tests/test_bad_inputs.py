@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import io
 import struct
-import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from torch import nn
 from vizlib import (activations, ascent, attribution, fast_style, filters, hooks, images, models, neighbors,
                     offline, shapes, style)
 from vizlib.images import ImageError
+from conftest import serve_http
 
 
 @dataclass
@@ -85,12 +85,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve_http(_Handler) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import http.server
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from vizlib import fast_style as fs
 from vizlib import style
 from vizlib.cli import main
 from vizlib.images import load_image, save_image
+from conftest import serve_http
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,15 +85,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def http_root(tmp_path):
-    handler = functools.partial(_Quiet, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(functools.partial(_Quiet, directory=str(tmp_path))) as base:
+        yield tmp_path, base
 
 
 def test_paintings_load_by_url_and_fall_back_offline(http_root, monkeypatch, capsys):

@@ -12,9 +12,8 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import zlib
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from vizlib import images as I
 from vizlib.fetch import FetchError
+from conftest import serve_http
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -627,14 +627,8 @@ def http_site(tmp_path, monkeypatch):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as base:
+        yield root, base
 
 
 def test_url_image_loads(http_site):
