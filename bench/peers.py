@@ -7,7 +7,8 @@
   (relative content loss, scale-free weighted Gram loss, TV / (H W)), so the two agree at step 0.
 - :func:`examples_stylize` / :func:`examples_train_step`: a transformer network run the way
   pytorch/examples' ``fast_neural_style`` runs it (float32, eager, ``torch.no_grad`` for
-  inference; a plain Adam step on the perceptual loss for training).
+  inference; for training a plain Adam step on :class:`ExamplesPerceptualLoss`, which runs
+  the cut VGG in full on both the stylised and the content batch).
 
 Written for this project from the designs, not copied.
 """
@@ -102,10 +103,49 @@ def examples_stylize(transformer: nn.Module, images: torch.Tensor) -> torch.Tens
         return transformer(images)
 
 
-def examples_train_step(transformer, optimizer, model, content, targets, loss_fn) -> float:
+class ExamplesPerceptualLoss:
+    """Johnson et al.'s loss built the way pytorch/examples' ``fast_neural_style`` builds it: the
+    VGG ``features`` sequence cut after the deepest loss layer, run in full on the stylised
+    batch *and* on the content batch (two float32 passes, default memory layout), Gram matrices
+    with ``bmm``, mean-squared errors. The loss terms are vizlib's (relative content loss at
+    ``targets["content_layer"]``, weighted Gram loss, TV per position) so that both sides agree
+    at step 0; they are written out here, not imported."""
+
+    def __init__(self, model, targets, content_weight=1.0, style_weight=1.0, tv_weight=1.0):
+        layers = [*targets["style_layers"], targets["content_layer"]]
+        self.index = {int(model.layer_paths[n].rsplit(".", 1)[1]): n for n in layers}
+        self.features = nn.Sequential(model.normalize, *model.net.features[:max(self.index) + 1])
+        self.targets = targets
+        self.weights = content_weight, style_weight, tv_weight
+
+    def _outputs(self, x):
+        out = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i - 1 in self.index:          # index 0 of self.features is the normalisation
+                out[self.index[i - 1]] = x
+        return out
+
+    def __call__(self, stylized, content):
+        t = self.targets
+        fy, fx = self._outputs(stylized), self._outputs(content)
+        target = fx[t["content_layer"]]
+        c = (fy[t["content_layer"]] - target).pow(2).flatten(1).mean(1) / \
+            target.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        s = sum(t["layer_weights"][n] * (_gram(fy[n]) - t["grams"][n]).pow(2).flatten(1).mean(1)
+                for n in t["style_layers"])
+        dx = stylized[:, :, :-1, 1:] - stylized[:, :, :-1, :-1]
+        dy = stylized[:, :, 1:, :-1] - stylized[:, :, :-1, :-1]
+        h, w = stylized.shape[-2:]
+        tv = (dx * dx + dy * dy).sum((1, 2, 3)) / ((h - 1) * (w - 1))
+        cw, sw, tw = self.weights
+        return cw * c + sw * s + tw * tv
+
+
+def examples_train_step(transformer, optimizer, loss_fn: ExamplesPerceptualLoss, content) -> float:
     """One training step of the recipe: zero grads, stylise, perceptual loss, backward, Adam."""
     optimizer.zero_grad()
-    loss = loss_fn(model, transformer(content), content, targets)["total"].mean()
+    loss = loss_fn(transformer(content), content).mean()
     loss.backward()
     optimizer.step()
     return float(loss)

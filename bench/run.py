@@ -13,6 +13,7 @@ random weights (the timings do not depend on them, and no download is needed).
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import platform
 import statistics
@@ -29,7 +30,7 @@ sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (bench/peers.py)
 
-from vizlib import attribution, fast_style, models, style  # noqa: E402
+from vizlib import attribution, fast_style, models, render, style  # noqa: E402
 
 
 @dataclass
@@ -95,12 +96,43 @@ def _batch(s: Setup, n: int, size: int, seed: int = 0) -> torch.Tensor:
 
 
 def _time_pair(s, ours, theirs):
-    return median_time(ours, s.device, s.warmup, s.reps), median_time(theirs, s.device, s.warmup, s.reps)
+    """Medians of ``ours`` and ``theirs``, their repetitions interleaved (A B A B ...) so that
+    a slow spell of a shared machine falls on both sides alike."""
+    for _ in range(s.warmup):
+        ours(), theirs()
+    a, b = [], []
+    for _ in range(s.reps):
+        a.append(median_time(ours, s.device, 0, 1))
+        b.append(median_time(theirs, s.device, 0, 1))
+    return statistics.median(a), statistics.median(b)
 
 
 # ----------------------------------------------------------------------------------------
 # Rows
 # ----------------------------------------------------------------------------------------
+
+def _p999(a: torch.Tensor, ref: torch.Tensor) -> float:
+    """99.9th percentile of ``|a - ref| / max |ref|``."""
+    d = ((a.detach().double().cpu() - ref.detach().double().cpu()).abs() / ref.abs().max().clamp_min(1e-30))
+    d = d.flatten()
+    return float(d.kthvalue(max(1, int(0.999 * d.numel()))).values)
+
+
+def _float64_check(ours, theirs, model, x) -> tuple[str, bool]:
+    """Both sides against a float64 reference (the peer on a float64 copy of the model).
+
+    Float32 gradients of a ReLU network are not unique to the last bit: a value within rounding
+    of a ReLU's zero or of a max-pool window's runner-up can send a pixel's gradient either way,
+    so two correct float32 implementations that convolve in different memory layouts disagree
+    at a few pixels, and each disagrees with float64 there. The check: vizlib is as close to the
+    float64 answer as the peer is (99.9th percentile of the error, at most 2x the peer's + 1e-6).
+    """
+    model64 = copy.deepcopy(model).double()
+    ref = theirs(model64, x.double())
+    e_ours, e_peer = _p999(ours(model, x), ref), _p999(theirs(model, x), ref)
+    ok = e_ours <= 2 * e_peer + 1e-6
+    return f"p99.9 err vs float64: vizlib {e_ours:.1e}, peer {e_peer:.1e} (<= 2x + 1e-6)", ok
+
 
 def row_saliency(s: Setup) -> Result:
     from captum.attr import Saliency
@@ -108,12 +140,12 @@ def row_saliency(s: Setup) -> Result:
     model = _classifier(s)
     n, px = (2, 32) if s.tiny else (32, s.size(224, 112, 32))
     x, t = _batch(s, n, px), torch.arange(n, device=s.device) % 10
-    ours = lambda: attribution.saliency(model, x, t)                       # noqa: E731
-    theirs = lambda: Saliency(model).attribute(x, target=t).amax(1)        # noqa: E731
-    err = _rel(ours(), theirs())
-    a, b = _time_pair(s, ours, theirs)
+    ours = lambda m, xx: attribution.saliency(m, xx, t)                     # noqa: E731
+    theirs = lambda m, xx: Saliency(m).attribute(xx, target=t).amax(1)      # noqa: E731
+    check, ok = _float64_check(ours, theirs, model, x)
+    a, b = _time_pair(s, lambda: ours(model, x), lambda: theirs(model, x))
     return Result("saliency", "Captum Saliency (max over channels)", f"resnet18, {n}x{px}px", a, b,
-                  f"rel err {err:.1e} <= 1e-5", err <= 1e-5, ">= 1x")
+                  check, ok, ">= 1x")
 
 
 def row_integrated_gradients(s: Setup) -> Result:
@@ -123,13 +155,13 @@ def row_integrated_gradients(s: Setup) -> Result:
     n, px = (2, 32) if s.tiny else ((32, 224) if s.device.type == "cuda" else (8, 64))
     steps = 4 if s.tiny else 32
     x, t = _batch(s, n, px), torch.arange(n, device=s.device) % 10
-    ours = lambda: attribution.integrated_gradients(model, x, t, steps=steps, batch_size=n * steps)  # noqa: E731
-    theirs = lambda: IntegratedGradients(model).attribute(x, target=t, n_steps=steps,                # noqa: E731
-                                                          internal_batch_size=n * steps).sum(1)
-    err = _rel(ours(), theirs())
-    a, b = _time_pair(s, ours, theirs)
+    ours = lambda m, xx: attribution.integrated_gradients(m, xx, t, steps=steps, batch_size=n * steps)  # noqa: E731
+    theirs = lambda m, xx: IntegratedGradients(m).attribute(xx, target=t, n_steps=steps,                # noqa: E731
+                                                            internal_batch_size=n * steps).sum(1)
+    check, ok = _float64_check(ours, theirs, model, x)
+    a, b = _time_pair(s, lambda: ours(model, x), lambda: theirs(model, x))
     return Result("integrated gradients", f"Captum IntegratedGradients ({steps} steps)",
-                  f"resnet18, {n}x{px}px", a, b, f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 1x")
+                  f"resnet18, {n}x{px}px", a, b, check, ok, ">= 1x")
 
 
 def row_occlusion(s: Setup) -> Result:
@@ -182,6 +214,13 @@ def row_gradcam(s: Setup) -> Result:
                   f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x")
 
 
+def _precision_label(precision: str, device: torch.device) -> str:
+    """Row-name suffix: which precision ran, and whether it is vizlib's default on ``device``."""
+    label = " (float32" if precision == "float32" else " (bf16 autocast"
+    default = render.resolve_precision("auto", device) == precision
+    return label + (", the default here)" if default else ", opt-in here)")
+
+
 def row_gatys(s: Setup) -> list[Result]:
     model = models.load_model("vgg19", pretrained=False, device=s.device)
     px = s.size(512, 512, 64)
@@ -198,7 +237,7 @@ def row_gatys(s: Setup) -> list[Result]:
                                             progress=False, precision=precision)
         err = abs(ours().history["loss"][0] - their_loss) / abs(their_loss)
         a, b = _time_pair(s, ours, theirs)
-        out.append(Result("Gatys step" + ("" if precision == "float32" else " (bf16 autocast)"),
+        out.append(Result("Gatys step" + _precision_label(precision, s.device),
                           "PyTorch NST tutorial design (loss modules in VGG, float32)",
                           f"VGG19 {px}px, content+style+TV, Adam, per step incl. targets", a / steps, b / steps,
                           f"step-0 loss rel diff {err:.1e} <= {tol:g}", err <= tol,
@@ -218,34 +257,38 @@ def row_fast_style_inference(s: Setup) -> list[Result]:
             ours = lambda: fast_style.stylize(net, x, precision=precision)  # noqa: E731
             err = _rel(ours(), theirs())
             a, b = _time_pair(s, ours, theirs)
-            out.append(Result("fast style inference" + ("" if precision == "float32" else " (bf16 autocast)"),
+            out.append(Result("fast style inference" + _precision_label(precision, s.device),
                               "pytorch/examples way (float32, eager)", f"{h}x{w}, {1 / a:.1f} frames/s", a, b,
                               f"max rel diff {err:.1e} <= {tol:g}", err <= tol,
                               ">= 4x GPU; 1080p >= 60 fps on H100", {"fps": 1 / a}))
     return out
 
 
-def row_fast_style_train(s: Setup) -> Result:
+def row_fast_style_train(s: Setup) -> list[Result]:
     model = models.load_model("vgg16", pretrained=False, device=s.device)
     px, n = (32, 2) if s.tiny else ((256, 4) if s.device.type == "cuda" else (128, 2))
     style_image, content = _batch(s, 1, px, 3), _batch(s, n, px, 4)
-    targets = fast_style.style_targets_for_training(model, style_image) \
-        if hasattr(fast_style, "style_targets_for_training") else style.style_targets(model, None, style_image)
-    torch.manual_seed(0)
-    ours_net = fast_style.TransformerNet().to(s.device)
-    peer_net = fast_style.TransformerNet().to(s.device)
-    peer_net.load_state_dict(ours_net.state_dict())
-    opt_a = torch.optim.Adam(ours_net.parameters(), lr=1e-3)
-    opt_b = torch.optim.Adam(peer_net.parameters(), lr=1e-3)
-    ours = lambda: fast_style.train_step(ours_net, opt_a, model, content, targets)["total"]            # noqa: E731
-    theirs = lambda: peers.examples_train_step(peer_net, opt_b, model, content, targets,                # noqa: E731
-                                               fast_style.perceptual_loss)
-    first_a, first_b = ours(), theirs()
-    err = abs(first_a - first_b) / abs(first_b)
-    a, b = _time_pair(s, ours, theirs)
-    return Result("fast style train step", "pytorch/examples recipe (float32)",
-                  f"batch {n}x{px}px, VGG16 loss", a, b, f"step-0 loss rel diff {err:.1e} <= 1e-4",
-                  err <= 1e-4, ">= 2x GPU")
+    targets = style.style_targets(model, None, style_image)
+    peer_loss = peers.ExamplesPerceptualLoss(model, targets)
+    out = []
+    for precision, tol in (("float32", 1e-4), ("bfloat16", 2e-2)):
+        torch.manual_seed(0)
+        ours_net = fast_style.TransformerNet().to(s.device)
+        peer_net = fast_style.TransformerNet().to(s.device)
+        peer_net.load_state_dict(ours_net.state_dict())
+        opt_a = torch.optim.Adam(ours_net.parameters(), lr=1e-3)
+        opt_b = torch.optim.Adam(peer_net.parameters(), lr=1e-3)
+        ours = lambda: fast_style.train_step(ours_net, opt_a, model, content, targets,  # noqa: E731
+                                             precision=precision)["total"]
+        theirs = lambda: peers.examples_train_step(peer_net, opt_b, peer_loss, content)  # noqa: E731
+        first_a, first_b = ours(), theirs()
+        err = abs(first_a - first_b) / abs(first_b)
+        a, b = _time_pair(s, ours, theirs)
+        out.append(Result("fast style train step" + _precision_label(precision, s.device),
+                          "pytorch/examples recipe (VGG run in full on both batches, float32)",
+                          f"batch {n}x{px}px, VGG16 loss", a, b, f"step-0 loss rel diff {err:.1e} <= {tol:g}",
+                          err <= tol, ">= 2x GPU"))
+    return out
 
 
 ROWS = {

@@ -62,14 +62,20 @@ def test_perceptual_loss_is_the_sum_of_its_parts(loss_net, targets):
     torch.testing.assert_close(parts["total"], 2 * c + 3 * s + 5 * st.tv_loss(y))
 
 
-def test_train_step_lowers_the_loss_and_touches_only_the_transformer(loss_net, targets):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_train_step_lowers_the_loss_and_touches_only_the_transformer(loss_net, targets, precision):
     torch.manual_seed(0)
     net = fs.TransformerNet(4, 1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x = _batch(2)
     before = {k: v.clone() for k, v in loss_net.state_dict().items()}
-    losses = [fs.train_step(net, opt, loss_net, x, targets)["total"] for _ in range(12)]
+    first = fs.perceptual_loss(loss_net, net(x), x, targets)["total"].mean().item()  # float32
+    losses = [fs.train_step(net, opt, loss_net, x, targets, precision=precision)["total"] for _ in range(12)]
+    assert losses[0] == pytest.approx(first, rel=0 if precision == "float32" else 0.02)  # stated: 2 %
     assert losses[-1] < 0.7 * losses[0], losses
+    # mixed precision keeps the weights, their gradients and Adam's state in float32
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in net.parameters())
+    assert all(v.dtype == torch.float32 for st_ in opt.state.values() for v in st_.values() if v.ndim)
     assert all(torch.equal(v, before[k]) for k, v in loss_net.state_dict().items())
     assert all(p.grad is None for p in loss_net.parameters()) and hook_count(loss_net) == 0
     assert all(p.grad is not None for p in net.parameters())
@@ -161,7 +167,7 @@ def test_plain_tensor_files_load_with_weights_only(tmp_path):
 def test_stylize_in_bfloat16_is_close_to_float32():
     net = fs.TransformerNet().eval()
     x = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(3))
-    full = fs.stylize(net, x)
+    full = fs.stylize(net, x, precision="float32")
     half = fs.stylize(net, x, precision="bfloat16")
     assert half.dtype == torch.float32 and half.shape == full.shape
     assert (half - full).abs().max() < 0.03          # stated tolerance: about 8/255

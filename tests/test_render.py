@@ -390,3 +390,35 @@ def test_bfloat16_precision_is_close_to_float32_and_keeps_float32_results():
     assert (runs["bfloat16"].image - runs["float32"].image).abs().mean() < 0.005
     with pytest.raises(ValueError, match="precision"):
         style.style_transfer(m, content, style_image, steps=1, precision="float16x")
+
+
+def test_auto_precision_picks_bfloat16_only_where_the_hardware_multiplies_it(monkeypatch):
+    from vizlib import fast_style, models, render, style
+
+    assert render.resolve_precision("float32", "cpu") == "float32"
+    assert render.resolve_precision("bfloat16", "cpu") == "bfloat16"
+    assert render.resolve_precision("auto", "meta") == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        render.resolve_precision("fp16", "cpu")
+    for fast in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: fast)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert render.bf16_is_fast("cpu") is fast
+        assert render.resolve_precision("auto", "cpu") == ("bfloat16" if fast else "float32")
+        # the defaults of style_transfer and stylize follow it: same numbers as the explicit choice
+        chosen = "bfloat16" if fast else "float32"
+        m = models.load_model("shapesnet", device="cpu")
+        g = torch.Generator().manual_seed(4)
+        content, style_image = torch.rand(1, 3, 40, 40, generator=g), torch.rand(1, 3, 40, 40, generator=g)
+        kw = dict(optimizer="adam", steps=2, progress=False)
+        default = style.style_transfer(m, content, style_image, **kw)
+        explicit = style.style_transfer(m, content, style_image, precision=chosen, **kw)
+        assert default.history["loss"] == explicit.history["loss"]
+        torch.testing.assert_close(default.image, explicit.image, rtol=0, atol=0)
+        net = fast_style.TransformerNet().eval()
+        x = torch.rand(1, 3, 24, 24, generator=g)
+        torch.testing.assert_close(fast_style.stylize(net, x), fast_style.stylize(net, x, precision=chosen),
+                                   rtol=0, atol=0)
+    # a torch without the probes: float32, never an AttributeError
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert render.resolve_precision("auto", "cpu") == "float32"

@@ -46,7 +46,7 @@ from torch import nn
 
 from .hooks import capture_activations, capture_inputs, relu_backward_rule
 from .images import check_images
-from .models import get_layer
+from .models import fast_layout, get_layer
 
 __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "saliency",
            "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
@@ -76,7 +76,8 @@ def _prepare(model: nn.Module, images: torch.Tensor, fn: str) -> torch.Tensor:
 
 
 def _finish(result: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return result.detach().to(device=images.device, dtype=images.dtype)
+    return result.detach().to(device=images.device, dtype=images.dtype,
+                              memory_format=torch.contiguous_format)
 
 
 def _class_indices(target, n: int, logits: torch.Tensor) -> torch.Tensor:
@@ -213,11 +214,7 @@ def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn)
         for start in range(0, masks.shape[0], batch_size):
             m = masks[start:start + batch_size, None]                     # (p, 1, H, W)
             copies = torch.where(m, colours[i:i + 1], x[i:i + 1])          # (p, 3, H, W)
-            # channels-last: the layout convolutions run fastest in. Forward passes only here;
-            # gradient methods keep the default layout, whose max-pool backward breaks ties
-            # the way Captum's does
-            copies = copies.contiguous(memory_format=torch.channels_last)
-            scores[i, start:start + m.shape[0]] = class_scores(model(copies), t_i)
+            scores[i, start:start + m.shape[0]] = class_scores(model(fast_layout(copies)), t_i)
     return x, base, scores, masks, nh, nw
 
 
@@ -359,7 +356,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target=None, *, samples: 
     maps = []
     for start in range(0, noisy.shape[0], batch_size):
         t = _rows(rep, start, start + batch_size)
-        maps.append(_grad_wrt_input(model, noisy[start:start + batch_size], t).abs().amax(1))
+        maps.append(_grad_wrt_input(model, fast_layout(noisy[start:start + batch_size]), t).abs().amax(1))
     out = torch.cat(maps).reshape(b, samples, *x.shape[2:]).mean(1)
     return _finish(out, images)
 
@@ -391,6 +388,11 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
     Completeness: ``map.sum() ~= score(x) - score(x')``.
 
     Returns ``(B, H, W)``, signed (Captum's ``IntegratedGradients`` summed over dim 1).
+
+    The path images run in channels-last memory order (:func:`vizlib.models.fast_layout`),
+    1.1-1.3x faster on CPU; over the averaged path the map is as close to a float64 computation
+    as the default layout's (checked in ``bench/``). The one-pass methods (:func:`saliency`,
+    :func:`guided_backprop`) keep the default layout, where they agree with Captum bit for bit.
     """
     x = _prepare(model, images, "integrated_gradients")
     steps = _check_positive_int(steps, "steps")
@@ -415,7 +417,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
     grads = []
     for start in range(0, path.shape[0], batch_size):
         t = _rows(rep, start, start + batch_size)
-        grads.append(_grad_wrt_input(model, path[start:start + batch_size], t))
+        grads.append(_grad_wrt_input(model, fast_layout(path[start:start + batch_size]), t))
     grads = torch.cat(grads).reshape(b, steps, *x.shape[1:])
     avg = (grads.double() * wts[None, :, None, None, None]).sum(1)
     return _finish(((x - base).double() * avg).sum(1), images)

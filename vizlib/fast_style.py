@@ -31,6 +31,7 @@ from torch import nn
 
 from . import config
 from . import style as st
+from .render import resolve_precision
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -106,7 +107,7 @@ class TransformerNet(nn.Module):
 
 
 def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
-            precision: str = "float32") -> torch.Tensor:
+            precision: str = "auto") -> torch.Tensor:
     """Stylise ``images`` with a trained :class:`TransformerNet`: one forward pass each.
 
     Args:
@@ -114,21 +115,22 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
             runs in eval mode, which for instance norm changes nothing).
         images: ``(B, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], any size.
         batch_size: images per forward pass.
-        precision: ``"float32"`` (default) or ``"bfloat16"`` autocast — about 1.6x faster on a
-            CPU with AVX512-BF16 and on bf16 GPUs; pixels within about 3/255 of float32 (tested).
+        precision: ``"auto"`` (default): bfloat16 autocast where the device multiplies bf16
+            natively (:func:`vizlib.render.bf16_is_fast`), else float32. ``"bfloat16"`` is
+            about 1.6x faster on a CPU with AVX512-BF16, with pixels within about 3/255 of
+            float32's (tested); ``"float32"`` gives the same pixels on every machine.
 
     Returns:
         ``(B, 3, H, W)`` float in [0, 1] on the input's device.
     """
     images = st._check_image(images, "images")
     device = next(transformer.parameters()).device
+    low_precision = resolve_precision(precision, device) == "bfloat16"
     was_training = transformer.training
     transformer.eval()
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                    enabled=precision == "bfloat16"):
+                                                    enabled=low_precision):
             outs = [transformer(images[i:i + batch_size].to(device)).float().to(images.device)
                     for i in range(0, len(images), batch_size)]
     finally:
@@ -142,7 +144,7 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
 
 def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Tensor,
                     targets: Mapping, *, content_weight: float = 1.0, style_weight: float = 1.0,
-                    tv_weight: float = 1.0) -> dict:
+                    tv_weight: float = 1.0, precision: str = "float32") -> dict:
     """Johnson et al.'s loss for a batch: each stylised image against its own content image
     (feature reconstruction at ``targets["content_layer"]``, relative to the content
     features' mean square, :func:`vizlib.style.relative_content_loss`) and against the style's Gram
@@ -153,14 +155,22 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
         stylized: ``(B, 3, H, W)`` in [0, 1], the transformer's output (with grad).
         content: ``(B, 3, H, W)`` in [0, 1], the transformer's input.
         targets: :func:`vizlib.style.style_targets` of the style image (content ``None``).
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"`` (see
+            :func:`vizlib.render.resolve_precision`): the loss network's passes run under
+            bf16 autocast; the Gram matrices and losses are computed in float32 either way.
 
     Returns:
         ``{"content", "style", "tv", "total"}``, each ``(B,)``, ``total`` the weighted sum.
     """
     layers = list(dict.fromkeys([*targets["style_layers"], targets["content_layer"]]))
-    acts = st._layer_outputs(model, stylized, layers)
-    with torch.no_grad():
-        wanted = st._layer_outputs(model, content, [targets["content_layer"]])[targets["content_layer"]]
+    device = stylized.device
+    low = resolve_precision(precision, device) == "bfloat16"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+        acts = st._layer_outputs(model, stylized, layers)
+        with torch.no_grad():
+            wanted = st._layer_outputs(model, content, [targets["content_layer"]])[targets["content_layer"]]
+    if low:  # Grams and losses in float32
+        acts, wanted = {k: v.float() for k, v in acts.items()}, wanted.float()
     c = st.relative_content_loss(acts[targets["content_layer"]], wanted)
     s = st.weighted_style_loss(acts, targets)
     tv = st.tv_loss(stylized)
@@ -169,18 +179,26 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
 
 
 def train_step(transformer: nn.Module, optimizer: torch.optim.Optimizer, model: nn.Module,
-               content: torch.Tensor, targets: Mapping, **weights) -> dict:
+               content: torch.Tensor, targets: Mapping, *, precision: str = "auto", **weights) -> dict:
     """One optimisation step of the transformer on a batch of content images.
 
     Zero the gradients, stylise the batch, compute :func:`perceptual_loss` (mean over the
     batch), back-propagate into the transformer only, step the optimiser.
 
+    ``precision``: ``"auto"`` (default) trains with bfloat16 autocast where the device
+    multiplies bf16 natively (:func:`vizlib.render.bf16_is_fast`) and in float32 elsewhere;
+    the weights, the optimiser's state, the Gram matrices and the losses stay float32 (bf16
+    has float32's range, so no loss scaling is needed). ``weights``: the loss weights of
+    :func:`perceptual_loss`.
+
     Returns:
         the batch-mean losses as floats: ``{"content", "style", "tv", "total"}``.
     """
+    precision = resolve_precision(precision, content.device)
     optimizer.zero_grad(set_to_none=True)
-    stylized = transformer(content)
-    losses = perceptual_loss(model, stylized, content, targets, **weights)
+    with torch.autocast(content.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        stylized = transformer(content)
+    losses = perceptual_loss(model, stylized.float(), content, targets, precision=precision, **weights)
     losses["total"].mean().backward()
     optimizer.step()
     return {k: float(v.detach().mean()) for k, v in losses.items()}
@@ -344,7 +362,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
           style_layers=None, content_layer=None, width: int = 32, residual_blocks: int = 5,
           sample_every: int = 200, checkpoint_every: int = 200, sample_images: torch.Tensor | None = None,
           resume: bool = True, seed: int = 0, progress: bool = True, device=None,
-          num_workers: int = 0) -> tuple[TransformerNet, list[dict]]:
+          num_workers: int = 0, precision: str = "auto") -> tuple[TransformerNet, list[dict]]:
     """Train a :class:`TransformerNet` for one style over a folder of content images.
 
     Single process by default. Started with ``torchrun --nproc_per_node=N`` (which sets
@@ -363,6 +381,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         seed: initial weights and data order.
         sample_images: ``(K, 3, H, W)`` stylised into the sample grid (default the first
             batch's images).
+        precision: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"``: see :func:`train_step`.
 
     Returns:
         ``(transformer, history)``: the trained network (eval mode) and one dict of losses
@@ -441,7 +460,8 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
 
         stream = batches(start)
         weights = dict(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
-        meta = dict(weights, lr=lr, batch_size=batch_size, image_size=image_size, seed=seed,
+        precision = resolve_precision(precision, device)
+        meta = dict(weights, lr=lr, batch_size=batch_size, image_size=image_size, seed=seed, precision=precision,
                     world_size=world, style_layers=targets["style_layers"],
                     content_layer=targets["content_layer"], loss_model=getattr(model, "name", "?"))
         history: list[dict] = []
@@ -453,7 +473,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
             batch = next(stream).to(device)
             if samples is None:
                 samples = (sample_images if sample_images is not None else batch[:4]).to(device)
-            losses = train_step(net, optimizer, model, batch, targets, **weights)
+            losses = train_step(net, optimizer, model, batch, targets, precision=precision, **weights)
             history.append(losses)
             bar.set_postfix(loss=f"{losses['total']:.4g}")
             done = step + 1

@@ -114,6 +114,24 @@ def _check_device_and_dtype(model: nn.Module, x: torch.Tensor) -> None:
                          f"convert with x.to({p.dtype}) (or the model with model.to({x.dtype}))")
 
 
+def fast_layout(images: torch.Tensor) -> torch.Tensor:
+    """The same values in channels-last memory order when ``images`` is ``(B, C, H, W)``.
+
+    Channels-last is the layout oneDNN (CPU) and cuDNN (GPU) convolve fastest: a ResNet-18
+    forward + backward runs 1.1-1.3x faster, a VGG19 one about 2x, on this project's CPU. A
+    network's outputs agree with the default layout's to float rounding. A *gradient* may not,
+    at a few pixels: where a value lies within rounding of a ReLU's zero or of a max-pool
+    window's runner-up, the two layouts can route that pixel's gradient differently (both are
+    valid float32 answers). vizlib therefore uses it for forward passes (occlusion, rendering)
+    and for gradients averaged over many passes (Integrated Gradients, SmoothGrad, style
+    losses), not for one-pass saliency maps. The model itself is never converted; tensors that
+    are not ``(B, C, H, W)`` come back unchanged.
+    """
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
 _RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.modules.batchnorm._BatchNorm)
 
 
