@@ -49,15 +49,18 @@ def test_train_style_then_feed_forward(files, capsys):
     run = files["tmp"] / "run"
     rc = main(["train-style", str(files["style"]), str(files["folder"]), "-o", str(run), "--steps", "2",
                "--batch-size", "2", "--image-size", "16", "--width", "4", "--residual-blocks", "1",
-               "--sample-every", "2", "--checkpoint-every", "2", "--quiet"])
+               "--sample-every", "2", "--checkpoint-every", "2", "--quiet", "--precision", "float32"])
     assert rc == 0, capsys.readouterr().err
     ckpt = run / "checkpoint.safetensors"
     assert ckpt.is_file() and (run / "samples" / "step_000002.png").is_file()
-    out = files["tmp"] / "fast.png"
-    assert main(["stylize", "--model", str(ckpt), str(files["content"]), "-o", str(out), "--size", "20"]) == 0
-    net, _ = fs.load_checkpoint(ckpt)
-    expected = fs.stylize(net, load_image(files["content"], size=20))
-    torch.testing.assert_close(load_image(out), expected, atol=1 / 255, rtol=0)
+    net, info = fs.load_checkpoint(ckpt)
+    assert info["meta"]["precision"] == "float32"
+    for precision in ("auto", "float32"):
+        out = files["tmp"] / f"fast_{precision}.png"
+        assert main(["stylize", "--model", str(ckpt), str(files["content"]), "-o", str(out), "--size", "20",
+                     "--precision", precision]) == 0
+        expected = fs.stylize(net, load_image(files["content"], size=20), precision=precision)
+        torch.testing.assert_close(load_image(out), expected, atol=1 / 255, rtol=0)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -95,6 +95,8 @@ def _stylize(argv) -> int:
     p.add_argument("--scales", default=None, help="coarse-to-fine sizes, e.g. 128,256")
     p.add_argument("--preserve-colors", action="store_true", help="keep the content image's colours")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -115,7 +117,7 @@ def _stylize(argv) -> int:
                 net, _ = fast_style.load_checkpoint(args.model, device=device)
             except fast_style.CheckpointError as e:
                 raise _UsageError(str(e)) from None
-            out = fast_style.stylize(net, content)
+            out = fast_style.stylize(net, content, precision=args.precision)
         else:
             from .models import load_model
             from .style import style_transfer
@@ -134,7 +136,8 @@ def _stylize(argv) -> int:
                     style_layers=split(args.style_layers) if args.style_layers else None,
                     content_layer=args.content_layer, init=args.init,
                     scales=[int(v) for v in split(args.scales)] if args.scales else None,
-                    preserve_colors=args.preserve_colors, seed=args.seed, progress=not args.quiet)
+                    preserve_colors=args.preserve_colors, seed=args.seed, progress=not args.quiet,
+                    precision=args.precision)
             except KeyError as e:  # a layer name the network does not have
                 raise _UsageError(str(e).strip('"')) from None
             out = result.image
@@ -173,6 +176,8 @@ def _train_style(argv) -> int:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -200,7 +205,7 @@ def _train_style(argv) -> int:
                 tv_weight=args.tv_weight, width=args.width, residual_blocks=args.residual_blocks,
                 sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
                 resume=not args.no_resume, seed=args.seed, progress=not args.quiet, device=device,
-                num_workers=args.workers)
+                num_workers=args.workers, precision=args.precision)
         except FileNotFoundError as e:
             raise _UsageError(str(e)) from None
         except fast_style.CheckpointError as e:
