@@ -69,6 +69,13 @@ def _image_arg(source: str, what: str, size=None):
         raise _UsageError(f"{what} {source!r}: {e}") from None
 
 
+def _add_precision(p) -> None:
+    from .render import PRECISIONS
+
+    p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                   help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
+
+
 def _stylize(argv) -> int:
     import argparse
 
@@ -95,8 +102,7 @@ def _stylize(argv) -> int:
     p.add_argument("--scales", default=None, help="coarse-to-fine sizes, e.g. 128,256")
     p.add_argument("--preserve-colors", action="store_true", help="keep the content image's colours")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
-                   help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
+    _add_precision(p)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -176,8 +182,7 @@ def _train_style(argv) -> int:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
-                   help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
+    _add_precision(p)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -239,8 +239,14 @@ def plot_occlusion_sweep(scores: torch.Tensor, positions: Sequence[int], clean: 
     ax.axhline(clean, color="k", ls="--", lw=1, label="no occluder")
     ax.set_xlabel("patch position (left edge, pixels)")
     ax.set_ylabel(label)
+    return _finish_axes(fig, ax, title, legend_size=8)
+
+
+def _finish_axes(fig, ax, title: str | None, legend_size: int):
+    """Grid, legend and title on a line plot's ``ax``; lay out ``fig`` if the plot made it
+    (``None`` when drawn into a caller's axes). Returns the figure either way."""
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=legend_size)
     if title:
         ax.set_title(title, fontsize=10)
     if fig is not None:
@@ -264,13 +270,7 @@ def plot_perturbation_curves(curves: dict, title: str | None = None, ylabel: str
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=10)
-    if fig is not None:
-        fig.tight_layout()
-    return fig if fig is not None else ax.figure
+    return _finish_axes(fig, ax, title, legend_size=7)
 
 
 def plot_cascade(correlations: dict, stages: Sequence[str], title: str | None = None):

@@ -13,6 +13,14 @@ from . import activations, filters, plot
 from .images import to_numpy
 
 
+def _show(fig, axes) -> None:
+    """Hide the axes' frames and ticks, lay the figure out and show it (one widget redraw)."""
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    plt.show()
+
+
 def filter_explorer(model: nn.Module, image: torch.Tensor, layer: str | None = None):
     """Pick a first-layer filter; see its colour channels, and where it fires on ``image``.
 
@@ -36,10 +44,7 @@ def filter_explorer(model: nn.Module, image: torch.Tensor, layer: str | None = N
             axes[c + 1].set_title(f"{name} weights")
         axes[4].imshow(plot.overlay_heatmap(image[0], response[index].clamp(min=0), alpha=0.6))
         axes[4].set_title("response on the image")
-        for ax in axes:
-            ax.axis("off")
-        fig.tight_layout()
-        plt.show()
+        _show(fig, axes)
 
     return widgets.interactive(show, index=widgets.IntSlider(0, 0, weights.shape[0] - 1, 1,
                                                              description="filter"))
@@ -73,12 +78,9 @@ def activation_explorer(model: nn.Module, image: torch.Tensor, layers: list[str]
         axes[1].set_title(f"{layer}[{index}]  {tuple(a.shape[1:])}")
         axes[2].imshow(plot.overlay_heatmap(image[0], a[index], alpha=0.6))
         axes[2].set_title("overlaid")
-        for ax in axes:
-            ax.axis("off")
         fig.suptitle(f"max {float(a[index].max()):.3g}; "
                      f"{float((a.flatten(1).amax(1) <= 0).float().mean()):.0%} of {layer}'s channels are silent")
-        fig.tight_layout()
-        plt.show()
+        _show(fig, axes)
 
     return widgets.interactive(show, layer=layer_menu, index=channel)
 
@@ -138,10 +140,7 @@ def attribution_explorer(model: nn.Module, images: torch.Tensor, methods=None, l
         axes[2].imshow(plot.overlay_heatmap(images[index], heat, alpha=0.55))
         name = classes[c] if classes else str(c)
         axes[2].set_title(f"for '{name}' (p = {float(probs[c]):.2f})", fontsize=9)
-        for ax in axes:
-            ax.axis("off")
-        fig.tight_layout()
-        plt.show()
+        _show(fig, axes)
 
     return widgets.interactive(
         show,
@@ -185,10 +184,7 @@ def cascade_explorer(model: nn.Module, images: torch.Tensor, target, methods=Non
         axes[2].imshow(plot.overlay_heatmap(images[index], now.abs(), alpha=0.6))
         which = "none" if randomised == 0 else ", ".join(layers[:randomised])
         axes[2].set_title(f"randomised: {which}\nrank correlation {rho:.2f}", fontsize=9)
-        for ax in axes:
-            ax.axis("off")
-        fig.tight_layout()
-        plt.show()
+        _show(fig, axes)
 
     return widgets.interactive(
         show,
@@ -360,11 +356,8 @@ def gram_explorer(model: nn.Module, image: torch.Tensor, layers: list[str] | Non
         for ax, c in zip(axes[2:], (i, j)):
             ax.imshow(a[0, c].numpy(), cmap="viridis")
             ax.set_title(f"channel {c}")
-        for ax in (axes[0], axes[2], axes[3]):
-            ax.axis("off")
         fig.suptitle(f"channels {i} and {j} fire together most: G[{i},{j}] = {float(g[i, j]):.3g}")
-        fig.tight_layout()
-        plt.show()
+        _show(fig, (axes[0], axes[2], axes[3]))
 
     return widgets.interactive(show, layer=widgets.Dropdown(options=layers, value=layers[-1], description="layer"))
 
