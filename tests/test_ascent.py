@@ -32,6 +32,13 @@ def test_class_visualization_makes_images_the_model_calls_that_class(model):
     assert set(out.history) == {"objective", "l2", "loss"}  # the default penalty; blur/clips act between steps
 
 
+def test_fourier_class_visualization_drops_only_the_default_pixel_operations(model):
+    out = A.class_visualization(model, 1, size=32, steps=2, param="fourier", seed=0)  # defaults: fine
+    assert out.image.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="PixelImage"):  # the caller's own between-step op is not dropped
+        A.class_visualization(model, 1, size=32, steps=2, param="fourier", regularizers=[R.BlurEvery(2)])
+
+
 def test_filter_visualization_raises_each_channel(model):
     out = A.filter_visualization(model, "relu2", [0, 2, 4], steps=12, size=32, seed=0)
     acts = R.layer_outputs(model, out.image, "relu2")["relu2"]

@@ -137,7 +137,7 @@ ROWS = [
         ValueError, r"meta.*cpu"),
     Row("1x1 image, smaller than the model can take", lambda c: c.model(torch.rand(1, 3, 1, 1)),
         ImageError, r"1x1.*too small.*resize"),
-    Row("train mode with dropout", lambda c: models.predict(_dropout_net(), c.x), ValueError, r"train mode.*Dropout.*eval"),
+    Row("train mode with dropout", lambda c: models.predict(_dropout_net(), c.x), ValueError, r"training mode.*Dropout.*eval"),
     Row("layer that does not exist", lambda c: c.model.layer("relu5"), (KeyError, ValueError), r"relu5.*relu4"),
     Row("unknown model name", lambda c: models.load_model("vgg17"), ValueError, r"vgg17.*vgg16|vgg19"),
     Row("pickled checkpoint where safetensors expected",

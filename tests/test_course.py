@@ -37,6 +37,10 @@ def test_environment_yml_matches_pyproject():
         if isinstance(dep, str) and _name(dep) not in {"python", "pip", "jupyterlab"}:
             name = CONDA_NAMES.get(_name(dep), _name(dep))
             conda_side[name] = name + dep.replace(" ", "")[len(_name(dep)):]
+        elif isinstance(dep, dict):  # PyPI-only packages, installed by conda's pip
+            for req in dep["pip"]:
+                if not req.startswith("-e"):
+                    conda_side[_name(req)] = req.replace(" ", "")
     assert conda_side == pip_side
 
 

@@ -70,9 +70,9 @@ def test_returned_model_is_frozen_eval_and_not_inplace(random_model):
 
 def test_offline_switch_falls_back_in_one_line(capsys):
     model = models.load_model("vgg16", device="cpu")  # conftest sets VIZLIB_OFFLINE=1
-    assert model.source == "offline" and model.name == models.OFFLINE_MODEL
+    assert model.source == "imagenet" and model.name == models.OFFLINE_IMAGENET
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "vgg16" in err[0] and "offline" in err[0]
+    assert len(err) == 1 and "vgg16" in err[0] and "VIZLIB_OFFLINE" in err[0] and models.OFFLINE_IMAGENET in err[0]
 
 
 def test_network_failure_falls_back_without_traceback(monkeypatch, tmp_path, capsys):
@@ -86,7 +86,7 @@ def test_network_failure_falls_back_without_traceback(monkeypatch, tmp_path, cap
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     model = models.load_model("alexnet", device="cpu")
-    assert model.source == "offline"
+    assert model.name == models.OFFLINE_IMAGENET and model.source == "imagenet"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no route to host" in err[0]
     with pytest.raises(OSError, match="no route to host"):
@@ -123,7 +123,7 @@ def test_checkpoint_with_pickled_code_is_refused(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr()
     assert "pwned" not in out.out
     model = models.load_model("alexnet", device="cpu")
-    assert model.source == "offline"
+    assert model.name == models.OFFLINE_IMAGENET
     assert str(path) in capsys.readouterr().err
 
 

@@ -117,9 +117,10 @@ def test_extract_features_equal_a_manual_hooked_forward(model, small_batch):
         assert torch.equal(v, before[k]), k
 
 
-def test_extract_features_restores_train_mode(small_batch):
+def test_extract_features_refuses_train_mode_and_leaves_it(small_batch):
     m = load_model("shapesnet", device="cpu").train()
-    nb.extract_features(m, small_batch["images"][:2], progress=False)
+    with pytest.raises(ValueError, match="extract_features needs the model in eval mode.*training mode.*model.eval"):
+        nb.extract_features(m, small_batch["images"][:2], progress=False)
     assert all(mod.training for mod in m.modules())
 
 

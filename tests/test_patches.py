@@ -1,3 +1,5 @@
+import collections
+import itertools
 from collections import OrderedDict
 
 import pytest
@@ -7,7 +9,7 @@ from torch import nn
 from vizlib import shapes
 from vizlib.hooks import hook_count
 from vizlib.patches import (TopActivations, class_purity, crop_patches, majority_labels,
-                            purity_vs_chance, top_activations)
+                            purity_vs_chance, top_activations, chance_purity)
 from vizlib.receptive import ReceptiveField, receptive_fields
 
 # image -> (top, left, brightness) of a 3x3 red square planted in it (channel 0's stimulus)
@@ -118,10 +120,31 @@ def test_purity_vs_chance_exact():
     labels = torch.tensor([1, 1, 1, 0, 0, 1, 2, 2, 3, 3])
     purity, chance = purity_vs_chance(top, labels, num_classes=4)
     assert purity.tolist() == [0.75, 0.5]
-    assert chance == pytest.approx(0.4)  # class 1 is the most common: 4 of 10
+    assert chance == pytest.approx(_enumerated_chance(labels, 4), abs=1e-12)
+    assert chance > 0.4  # well above the largest class prior (4 of 10)
     assert majority_labels(top, labels).tolist() == [1, 2]
     _, balanced = purity_vs_chance(top, torch.arange(8) % 4, num_classes=4)
-    assert balanced == 0.25
+    assert balanced == pytest.approx(_enumerated_chance(torch.arange(8) % 4, 4), abs=1e-12)
+    assert balanced == pytest.approx(31 / 70)  # far from the prior 0.25
+
+
+def _enumerated_chance(labels, k):
+    """The expected largest class share of k of the labels, by listing every subset."""
+    subsets = list(itertools.combinations(labels.tolist(), k))
+    return sum(max(collections.Counter(s).values()) for s in subsets) / (k * len(subsets))
+
+
+def test_chance_purity_against_a_seeded_simulation():
+    labels = torch.arange(2000) % 8
+    g = torch.Generator().manual_seed(0)
+    for k, approx in ((9, 0.31), (16, 0.26)):
+        exact = chance_purity(labels, k, 8)
+        draws = torch.multinomial(torch.ones(20000, len(labels)), k, replacement=False, generator=g)
+        share = torch.stack([torch.bincount(r, minlength=8) for r in labels[draws]]).max(1).values / k
+        assert exact == pytest.approx(float(share.mean()), abs=0.005)
+        assert exact == pytest.approx(approx, abs=0.006)
+    with pytest.raises(ValueError, match="k must lie"):
+        chance_purity(labels[:5], 6)
 
 
 def test_trained_shapesnet_has_class_selective_channels():
@@ -131,11 +154,12 @@ def test_trained_shapesnet_has_class_selective_channels():
     batch = shapes.make_batch(512, size=64, seed=3)
     top = top_activations(model, "relu4", batch["images"], k=16, batch_size=128)
     purity, chance = purity_vs_chance(top, batch["labels"], num_classes=len(shapes.CLASSES))
-    assert chance == pytest.approx(1 / 8)
+    assert chance == pytest.approx(chance_purity(batch["labels"], 16, 8))
+    assert 0.24 < chance < 0.28  # 16 of 512 images of 8 classes
     # measured: 72 of 128 channels >= 0.8, 115 >= 0.5, mean 0.77; several at 1.0
     assert purity.max() >= 0.8
     assert (purity >= 0.8).sum() >= 20
-    assert purity.mean() > 3 * chance
+    assert purity.mean() > 2.5 * chance  # the true baseline: about 0.26, not 1/8
     best = int(purity.argmax())
     patches = crop_patches(batch["images"], top, receptive_fields(model)["relu4"], top.channels[best])
     assert patches.shape == (16, 3, 40, 40)

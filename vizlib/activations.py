@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .hooks import capture_activations
+from .models import get_layer, layer_names, require_eval, to_model
 
 
 @torch.no_grad()
@@ -20,16 +21,15 @@ def layer_activations(model: nn.Module, images: torch.Tensor,
                       layers: str | Iterable[str]) -> dict[str, torch.Tensor]:
     """Run ``model`` once and return the outputs of the named layers.
 
-    ``images``: ``(B, 3, H, W)`` float in [0, 1] (moved to the model's device).
-    Returns ``{name: (B, C, h, w)}`` detached tensors, in the order of ``layers``.
+    ``images``: ``(B, 3, H, W)`` float in [0, 1] on any device; the model must be in eval mode.
+    Returns ``{name: (B, C, h, w)}`` detached tensors on the images' device, in the order of
+    ``layers`` (the device policy of :mod:`vizlib.models`).
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
-    param = next(model.parameters(), None)
-    if param is not None:
-        images = images.to(param.device)
+    require_eval(model, "layer_activations")
     with capture_activations(model, layers) as acts:
-        model(images)
-    return {name: acts[name] for name in layers}
+        model(to_model(images, model))
+    return {name: acts[name].to(images.device) for name in layers}
 
 
 def dead_channel_fraction(activation: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
@@ -83,19 +83,29 @@ def normalize_maps(activation: torch.Tensor) -> torch.Tensor:
                        torch.zeros_like(activation))
 
 
+def _is_rectified(module: nn.Module) -> bool:
+    """A rectifier module, or a ``Sequential`` whose last child is one."""
+    if isinstance(module, nn.Sequential) and len(module):
+        module = module[-1]
+    return isinstance(module, (nn.ReLU, nn.ReLU6))
+
+
 def feature_map_layers(model: nn.Module, image_size: int | None = None) -> list[str]:
     """Names of the layers whose outputs are rectified feature maps, in forward order.
 
     Every ReLU that outputs a ``(B, C, H, W)`` map, or — for networks whose ReLUs live
-    inside blocks (ResNet, SqueezeNet) — the blocks themselves. Found with one dry forward
-    pass on a grey image of ``image_size`` (default: the model's ``input_size``).
+    inside blocks (ResNet, SqueezeNet) — the blocks themselves; for a network without
+    ``relu*`` names, every named layer that is a rectifier module or a ``Sequential`` ending in
+    one (EfficientNet-Lite0: ``stem``, ``blockN_expand``, ``blockN_depthwise``, ``head``).
+    Found with one dry forward pass on a grey image of ``image_size`` (default: the model's
+    ``input_size``).
     """
-    from .models import layer_names
-
     names = layer_names(model)
     candidates = [n for n in names if n.startswith("relu")]
     blocks = [n for n in names if n.startswith("fire") or (n.startswith("layer") and "_" not in n)]
     candidates = candidates + blocks if blocks else candidates
+    if not candidates:
+        candidates = [n for n in names if _is_rectified(get_layer(model, n))]
     if not candidates:
         candidates = names
     size = image_size or getattr(model, "input_size", 224)

@@ -19,6 +19,7 @@ Every function returns tensors (``(B, 3, H, W)`` float in [0, 1]) and numbers; d
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -28,15 +29,11 @@ from torch import nn
 
 from . import render as R
 from .images import check_images
+from .models import model_device, to_model
 
 __all__ = ["class_visualization", "filter_visualization", "fooling_image", "FoolingResult",
            "deepdream", "invert_features", "reconstruction_error", "ssim", "inversion_by_layer",
            "default_regularizers", "default_transforms"]
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _size(model: nn.Module, size: int | None) -> int:
@@ -76,10 +73,11 @@ def class_visualization(model: nn.Module, classes: int | Sequence[int], *, size:
     index = [classes] if isinstance(classes, int) else list(classes)
     s = _size(model, size)
     shape = (len(index), 3, s, s)
-    p = _make_param(param, shape, seed, _device(model))
-    regs = default_regularizers() if regularizers is None else list(regularizers)
-    if param != "pixel":
-        regs = [r for r in regs if not hasattr(r, "after_step")]
+    p = _make_param(param, shape, seed, model_device(model))
+    if regularizers is None:  # the defaults' between-step operations need pixels: drop them only
+        regs = [r for r in default_regularizers() if param == "pixel" or not hasattr(r, "after_step")]
+    else:  # the caller's list as given: render names any that cannot apply
+        regs = list(regularizers)
     tfs = default_transforms(s) if transforms is None else list(transforms)
     return R.render(model, R.class_score(index), p, steps=steps, lr=lr, optimizer=optimizer,
                     transforms=tfs, regularizers=regs, seed=seed, progress=progress)
@@ -109,7 +107,7 @@ def filter_visualization(model: nn.Module, layer: str, channels: Sequence[int], 
     """
     channels = list(channels)
     s = _size(model, size)
-    p = _make_param(param, (len(channels), 3, s, s), seed, _device(model))
+    p = _make_param(param, (len(channels), 3, s, s), seed, model_device(model))
     tfs = default_transforms(s) if transforms is None else list(transforms)
     return R.render(model, R.channel(layer, channels), p, steps=steps, lr=lr, transforms=tfs,
                     regularizers=regularizers, seed=seed, progress=progress)
@@ -154,7 +152,7 @@ def fooling_image(model: nn.Module, image: torch.Tensor, target: int, *, max_ste
     check_images(image)
     if image.shape[0] != 1:
         raise ValueError(f"fooling_image takes one image (1, 3, H, W); got a batch of {image.shape[0]}")
-    x0 = image.detach().to(_device(model))
+    x0 = to_model(image.detach(), model)
 
     def reached(x: torch.Tensor) -> bool:
         with torch.no_grad():
@@ -163,13 +161,13 @@ def fooling_image(model: nn.Module, image: torch.Tensor, target: int, *, max_ste
         return bool(logits[target] - others.max() > margin)
 
     if reached(x0):
-        return FoolingResult(x0.clone(), True, 0, 0.0, 0.0, 0.0, {})
+        return FoolingResult(image.detach().clone(), True, 0, 0.0, 0.0, 0.0, {})
     done = []
     out = R.render(model, R.class_score(target), R.PixelImage(x0), steps=max_steps, lr=lr,
                    seed=seed, progress=progress,
                    callback=lambda step, x: done.append(reached(x)) or done[-1])
     delta = (out.image - x0) * 255
-    return FoolingResult(out.image, bool(done and done[-1]), out.steps,
+    return FoolingResult(out.image.to(image.device), bool(done and done[-1]), out.steps,
                          float(delta.abs().max()), float(delta.norm()),
                          float(delta.pow(2).mean().sqrt()), out.history)
 
@@ -197,7 +195,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str | Sequence[str],
     check_images(image)
     layers = [layer] if isinstance(layer, str) else list(layer)
     objective = sum(R.layer_energy(name) for name in layers)
-    base = image.detach().to(_device(model))
+    base = to_model(image.detach(), model)
     h, w = base.shape[-2:]
     sizes = [(max(16, round(h / octave_scale ** k)), max(16, round(w / octave_scale ** k)))
              for k in reversed(range(octaves))]
@@ -211,7 +209,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str | Sequence[str],
                        transforms=[R.Jitter(jitter)] if jitter else [], seed=seed + k,
                        progress=progress)
         detail = out.image - shrunk
-    return out.image
+    return out.image.to(image.device)
 
 
 def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, steps: int = 200,
@@ -233,15 +231,16 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, steps:
         feature error).
     """
     check_images(image)
-    x = image.detach().to(_device(model))
+    x = to_model(image.detach(), model)
     with torch.no_grad():
         target = R.layer_outputs(model, x, layer)[layer]
     norm = float(target.pow(2).mean()) or 1.0
     objective = R.feature_distance(layer, target) / norm
     p = _make_param(param, tuple(x.shape), seed, x.device)
     regs = [R.TV(tv_weight, beta)] if tv_weight > 0 else []
-    return R.render(model, objective, p, steps=steps, lr=lr, optimizer=optimizer,
-                    regularizers=regs, seed=seed, progress=progress)
+    out = R.render(model, objective, p, steps=steps, lr=lr, optimizer=optimizer,
+                   regularizers=regs, seed=seed, progress=progress)
+    return dataclasses.replace(out, image=out.image.to(image.device))
 
 
 def _gauss_window(size: int, sigma: float, dtype, device) -> torch.Tensor:

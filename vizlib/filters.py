@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import get_layer, layer_names
+from .hooks import capture_activations
+from .models import get_layer, layer_names, require_eval, to_model
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -144,20 +145,18 @@ def strongest_patch(model: nn.Module, image: torch.Tensor, channel: int,
         border, as the convolution saw it); ``(y, x)`` is its top-left corner in the image
         (negative where it hangs over the edge).
     """
-    from .hooks import capture_activations
-
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(f"image must have shape (1, 3, H, W); got {tuple(image.shape)}")
     conv = first_conv(model) if layer is None else get_layer(model, layer)
     if not 0 <= channel < conv.out_channels:
         raise IndexError(f"channel {channel} out of range: the layer has {conv.out_channels} filters")
-    param = next(model.parameters())
+    require_eval(model, "strongest_patch")
     with torch.no_grad(), capture_activations(model, [conv]) as acts:
-        model(image.to(param.device))
+        model(to_model(image, model))
     response = next(iter(acts.values()))[0, channel]
     row, col = divmod(int(response.argmax()), response.shape[1])
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     top, left = row * sh - ph, col * sw - pw
-    padded = torch.nn.functional.pad(image[0].cpu(), (pw, pw + kw, ph, ph + kh))
+    padded = torch.nn.functional.pad(image[0], (pw, pw + kw, ph, ph + kh))
     patch = padded[:, top + ph: top + ph + kh, left + pw: left + pw + kw]
     return patch.clone(), (top, left)

@@ -133,63 +133,96 @@ def hook_count(model: nn.Module) -> int:
 # ----------------------------------------------------------------------------------------
 
 class _GuidedReLU(torch.autograd.Function):
-    """ReLU forward; backward passes a gradient only where the input was positive *and* the
-    gradient is positive (Springenberg et al. 2015, "Striving for Simplicity")."""
+    """Rectifier forward (``clamp(x, 0, upper)``); backward passes a gradient only where the
+    rectifier's slope was 1 *and* the gradient is positive (Springenberg et al. 2015, "Striving
+    for Simplicity"). ``upper`` is ``inf`` for ``nn.ReLU`` and 6 for ``nn.ReLU6``."""
 
     @staticmethod
-    def forward(ctx, x):
-        out = x.clamp(min=0)
-        ctx.save_for_backward(out)
+    def forward(ctx, x, upper):
+        out = x.clamp(0, upper)
+        ctx.save_for_backward(x)
+        ctx.upper = upper
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+        (x,) = ctx.saved_tensors
+        passing = (x > 0) & (x < ctx.upper)
+        return grad.clamp(min=0) * passing.to(grad.dtype), None
 
 
 class _DeconvReLU(torch.autograd.Function):
-    """ReLU forward; backward passes the positive part of the gradient, ignoring where the
-    input was positive (Zeiler & Fergus 2014's deconvnet)."""
+    """Rectifier forward; backward passes the positive part of the gradient, ignoring the
+    forward input (Zeiler & Fergus 2014's deconvnet rectifies the signal it sends back)."""
 
     @staticmethod
-    def forward(ctx, x):
-        return x.clamp(min=0)
+    def forward(ctx, x, upper):
+        return x.clamp(0, upper)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad.clamp(min=0)
+        return grad.clamp(min=0), None
 
 
 RELU_RULES = {"guided": _GuidedReLU, "deconvnet": _DeconvReLU}
 
+#: The rectifiers the rules rewrite, with the upper end of their linear part.
+RECTIFIERS = {nn.ReLU: float("inf"), nn.ReLU6: 6.0}
+
+#: Activation modules the rules have no rectifier rule for: a model holding any of them is
+#: refused, so a guided map never explains half a network (MobileNetV3's Hardswish, SE gates).
+OTHER_ACTIVATIONS = (nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU,
+                     nn.ELU, nn.SELU, nn.CELU, nn.PReLU, nn.RReLU, nn.Mish, nn.Softplus, nn.Sigmoid,
+                     nn.Tanh, nn.Softsign, nn.Tanhshrink, nn.GLU, nn.Threshold)
+
+
+def _upper(module: nn.Module) -> float | None:
+    for kind, upper in RECTIFIERS.items():
+        if type(module) is kind:
+            return upper
+    return None
+
 
 @contextmanager
 def relu_backward_rule(model: nn.Module, rule: str = "guided") -> Iterator[nn.Module]:
-    """Change how every ``nn.ReLU`` module of ``model`` back-propagates, inside the block only.
+    """Change how every rectifier module of ``model`` (``nn.ReLU``, ``nn.ReLU6``) back-propagates,
+    inside the block only.
 
-    ``rule``: ``"guided"`` (guided backpropagation: gradient kept where input > 0 and
-    gradient > 0) or ``"deconvnet"`` (gradient kept where gradient > 0). The forward values
-    are unchanged. Works by a forward hook on each ``nn.ReLU`` that re-computes its output
-    through a function with the new backward (so a ReLU module used twice, as in ResNet,
-    follows the rule both times). In-place ReLUs are switched to out-of-place for the block.
-    ReLUs called as functions (``F.relu``) are not seen: the model must use ``nn.ReLU`` modules.
+    ``rule``: ``"guided"`` (guided backpropagation: gradient kept where the rectifier passed its
+    input, ``0 < x`` and, for ReLU6, ``x < 6``, and where the gradient > 0) or ``"deconvnet"``
+    (gradient kept where gradient > 0). The forward values are unchanged. Works by a forward
+    hook on each rectifier that re-computes its output through a function with the new
+    backward (so a module used twice, as ResNet's ReLU, follows the rule both times). In-place
+    rectifiers are switched to out-of-place for the block. Rectifiers called as functions
+    (``F.relu``) are not seen: the model must use modules.
 
     Every hook is removed and every ``inplace`` flag restored in a ``finally`` block.
 
     Raises:
-        ValueError: for an unknown rule, or a model without ``nn.ReLU`` modules.
+        ValueError: for an unknown rule; a model without rectifier modules; a model that also
+            has other activation modules (``nn.Hardswish``, ``nn.SiLU``, ``nn.Sigmoid`` …), whose
+            backward the rule would leave as it is — the message names them.
     """
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {', '.join(map(repr, RELU_RULES))}")
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    relus = [m for m in model.modules() if _upper(m) is not None]
+    name = getattr(model, "name", type(model).__name__)
+    others = [(n, type(m).__name__) for n, m in model.named_modules()
+              if _upper(m) is None and isinstance(m, OTHER_ACTIVATIONS)]
+    if others:
+        kinds = ", ".join(sorted({k for _, k in others}))
+        where = ", ".join(repr(n) for n, _ in others[:3]) + (" …" if len(others) > 3 else "")
+        raise ValueError(f"{name} has {len(others)} {kinds} modules ({where}) besides its rectifiers; "
+                         f"the {rule!r} rule is defined for nn.ReLU and nn.ReLU6 only, and applying it "
+                         f"to those alone would explain half the network — use saliency or "
+                         f"integrated_gradients for this model")
     if not relus:
-        raise ValueError(f"{type(model).__name__} has no nn.ReLU modules, so the {rule!r} rule "
-                         "cannot be applied (ReLUs called as F.relu are invisible to hooks)")
+        raise ValueError(f"{name} has no nn.ReLU or nn.ReLU6 modules, so the {rule!r} rule "
+                         "cannot be applied (rectifiers called as F.relu are invisible to hooks)")
     function = RELU_RULES[rule]
 
     def hook(module, args, output):
-        return function.apply(args[0])
+        return function.apply(args[0], _upper(module))
 
     inplace = [m.inplace for m in relus]
     handles = []

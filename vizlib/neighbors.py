@@ -24,15 +24,15 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from torch import nn
 
 from .hooks import capture_activations, capture_inputs
 from .images import iter_batches
+from .models import model_device, require_eval
 
 __all__ = ["default_cache_dir", "penultimate_layer", "extract_features", "pixel_features",
            "nearest_neighbors", "neighbor_class_agreement", "embed_2d", "grid_assignment",
@@ -63,26 +63,6 @@ def penultimate_layer(model: nn.Module) -> nn.Module:
         raise ValueError(f"{name} has no nn.Linear layer; pass layer= by name "
                          f"(e.g. 'avgpool') to choose the representation")
     return linears[-1]
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the body; every module's ``training`` flag is restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -184,7 +164,8 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
         if cached is not None:
             return cached
 
-    device = _model_device(model)
+    require_eval(model, "extract_features")
+    device = model_device(model)
     if layer is None:
         last = penultimate_layer(model)
         capture, key = capture_inputs(model, [last]), last
@@ -192,7 +173,7 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
         capture, key = capture_activations(model, layer), layer
 
     rows = []
-    with torch.no_grad(), _eval_mode(model), capture as store:
+    with torch.no_grad(), capture as store:
         for batch in tqdm(batches, total=total, disable=not progress, desc="features",
                           unit="batch", leave=False):
             model(batch.to(device=device, dtype=torch.float32))

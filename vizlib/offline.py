@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import shapes
-from .models import IMAGENET_MEAN, IMAGENET_STD
+from .models import IMAGENET_MEAN, IMAGENET_STD, eval_mode
 
 __all__ = ["ShapesNet", "WeightsError", "train_shapesnet", "evaluate_shapesnet", "save_shapesnet",
            "load_shapesnet", "shapesnet_info", "default_weights_path", "normalize", "MEAN", "STD",
@@ -147,14 +147,12 @@ def evaluate_shapesnet(model: nn.Module, n: int = 2000, seed: int = EVAL_SEED, s
     if data is None:
         data = shapes.make_batch(n, size=size, seed=seed)
     images, labels = data["images"], data["labels"]
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     preds = []
-    for i in range(0, len(labels), batch_size):
-        x = normalize(images[i:i + batch_size].to(device))
-        preds.append(model(x).argmax(1).cpu())
-    model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, len(labels), batch_size):
+            x = normalize(images[i:i + batch_size].to(device))
+            preds.append(model(x).argmax(1).cpu())
     pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
     correct = pred == labels
     per_class = {name: round(float(correct[labels == c].float().mean()), 4)

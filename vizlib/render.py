@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import fast_layout, get_layer
+from .models import fast_layout, get_layer, require_eval
 
 __all__ = [
     "layer_outputs", "Objective", "class_score", "channel", "neuron", "layer_energy",
@@ -748,14 +748,6 @@ class RenderResult:
         return len(self.history.get("loss", []))
 
 
-def _check_eval(model: nn.Module) -> None:
-    training = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
-    if training:
-        raise ValueError(f"render needs the model in eval mode (dropout and batch norm must not "
-                         f"change between steps), but {training[:3]} are in training mode; "
-                         f"call model.eval() first")
-
-
 def _check_regularizer(r) -> None:
     if not (hasattr(r, "penalty") or hasattr(r, "after_step")):
         raise TypeError(f"{r!r} is not a regulariser: it needs a penalty(x) or an "
@@ -806,7 +798,7 @@ def render(model: nn.Module, objective: Objective, param, *, steps: int, lr: flo
                         f"{type(param).__name__}")
     if int(steps) < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    _check_eval(model)
+    require_eval(model, "render")
     regularizers = list(regularizers)
     for r in regularizers:
         _check_regularizer(r)

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attribution import _class_indices, _device, class_scores
+from .attribution import class_indices, class_scores
 from .images import check_images
-from .models import get_layer, layer_names
+from .models import get_layer, layer_names, model_device, require_eval, to_model
 
 __all__ = ["pointing_game", "pointing_chance", "deletion_curve", "insertion_curve", "auc",
            "blur", "rank_correlation", "randomized_copy", "randomizable_layers",
@@ -115,14 +115,13 @@ def _order(maps: torch.Tensor, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _perturbation_curve(model, images, maps, target, steps, start, finish, batch_size, seed, fn):
-    if model.training:
-        raise ValueError(f"{fn}: the model is in training mode; call model.eval() first")
+    require_eval(model, fn)
     check_images(images, f"{fn}: images")
     _check_maps(maps, images)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    device = _device(model, images.device)
-    x = images.detach().to(device)
+    device = model_device(model)
+    x = to_model(images.detach(), model)
     b, _, h, w = x.shape
     start, finish = start.to(device), finish.to(device)
     n = h * w
@@ -131,7 +130,7 @@ def _perturbation_curve(model, images, maps, target, steps, start, finish, batch
     rank.scatter_(1, order, torch.arange(n, device=device).expand(b, n))
     counts = [round(k * n / steps) for k in range(steps + 1)]
     if not callable(target):
-        target = _class_indices(target, b, model(x))
+        target = class_indices(target, b, model(x))
     curve = torch.empty(b, steps + 1, dtype=torch.float64)
     jobs = [(i, k) for i in range(b) for k in range(steps + 1)]
     for j in range(0, len(jobs), batch_size):
@@ -287,7 +286,7 @@ def cascading_randomization(model: nn.Module, method: Callable, images: torch.Te
     layers = list(randomizable_layers(model) if layers is None else layers)
     if target is None:
         with torch.no_grad():
-            target = model(images.to(_device(model, images.device))).argmax(1).cpu()
+            target = model(to_model(images, model)).argmax(1).cpu()
     original = method(model, images, target, **method_kwargs)
     stages = [{"layer": "original", "maps": original,
                "correlation": torch.ones(original.shape[0], dtype=torch.float64)}]

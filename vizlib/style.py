@@ -157,7 +157,10 @@ def _relu_names(model) -> list[str]:
 def default_style_layers(model) -> list[str]:
     """Style layers by the model's layer names: Gatys et al.'s ``relu1_1 … relu5_1`` when
     the model has them (VGG), otherwise every convolutional-part ReLU, at most five, spread
-    from first to last (ShapesNet: ``relu1 … relu4``)."""
+    from first to last (ShapesNet: ``relu1 … relu4``). A model that names its own
+    (``model.style_layers``, e.g. EfficientNet-Lite0) gets those."""
+    if getattr(model, "style_layers", None):
+        return list(model.style_layers)
     names = _relu_names(model)
     if all(n in names for n in VGG_STYLE_LAYERS):
         return list(VGG_STYLE_LAYERS)
@@ -173,7 +176,9 @@ def default_style_layers(model) -> list[str]:
 def default_content_layer(model) -> str:
     """Content layer by the model's layer names: ``relu4_2`` for VGG (Gatys et al.),
     otherwise the convolutional-part ReLU two thirds of the way through (ShapesNet:
-    ``relu3``)."""
+    ``relu3``); ``model.content_layer`` when the model names one."""
+    if getattr(model, "content_layer", None):
+        return model.content_layer
     names = _relu_names(model)
     if VGG_CONTENT_LAYER in names:
         return VGG_CONTENT_LAYER

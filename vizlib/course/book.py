@@ -37,11 +37,12 @@ def notebook_title(nb) -> str:
     return "untitled"
 
 
-def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 900) -> None:
+def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 900, on_start=None) -> None:
     """Run notebook ``nb`` top to bottom in a fresh kernel started in ``folder``.
 
     Outputs are written into ``nb`` as it runs, so after a failure it holds everything up
-    to the failing cell and the error.
+    to the failing cell and the error. ``on_start()`` is called once the kernel is up, before
+    the first cell runs.
     """
     import tempfile
 
@@ -58,6 +59,8 @@ def execute_notebook(nb, folder: Path, quick: bool, timeout: int = 900) -> None:
             client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
                                     resources={"metadata": {"path": str(folder)}},
                                     store_widget_state=True)
+            if on_start is not None:
+                client.on_notebook_start = lambda **_: on_start()
             client.execute()
     finally:
         if env_before is None:
@@ -118,8 +121,13 @@ CELL_TIMEOUT, CELL_TIMEOUT_QUICK = 300, 120
 STALLED = 3  # exit code of a child whose kernel stalled
 
 
+def _started_marker(target: Path) -> Path:
+    return target.with_name(target.name + ".started")
+
+
 def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
-    """Child-process entry: execute ``source``, write it (even half-run) to ``target``."""
+    """Child-process entry: execute ``source``, write it (even half-run) to ``target``; touch
+    ``_started_marker(target)`` once the kernel is up (the parent's limit counts from there)."""
     import nbformat
 
     from nbclient.exceptions import CellTimeoutError
@@ -127,7 +135,8 @@ def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
     nb = nbformat.read(source, as_version=4)
     code = 0
     try:
-        execute_notebook(nb, source.parent, quick, timeout=CELL_TIMEOUT_QUICK if quick else CELL_TIMEOUT)
+        execute_notebook(nb, source.parent, quick, timeout=CELL_TIMEOUT_QUICK if quick else CELL_TIMEOUT,
+                         on_start=_started_marker(target).touch)
     except (CellTimeoutError, TimeoutError) as e:  # a stalled kernel: worth one more try
         print(f"[book] {source.name}: a cell timed out ({e})", file=sys.stderr)
         code = STALLED
@@ -138,8 +147,30 @@ def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
     return code
 
 
+#: Seconds a lecture's child process may take to start its kernel; the lecture's own limit
+#: counts from then, so a busy machine's slow start never kills a healthy lecture.
+STARTUP_LIMIT = 300
+
+
+def _wait(child, marker: Path, limit: float) -> int | None:
+    """The child's exit code, or ``None`` once it ran ``limit`` s past its kernel's start (or
+    never started its kernel within :data:`STARTUP_LIMIT` s)."""
+    began, deadline = time.monotonic(), None
+    while True:
+        code = child.poll()
+        if code is not None:
+            return code
+        now = time.monotonic()
+        if deadline is None and marker.exists():
+            deadline = now + limit
+        if (deadline is not None and now > deadline) or (deadline is None and now - began > STARTUP_LIMIT):
+            return None
+        time.sleep(0.1)
+
+
 def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: int = 2) -> bool:
-    """Execute a notebook in a child process under a wall-clock ``limit`` (seconds).
+    """Execute a notebook in a child process under a wall-clock ``limit`` (seconds), counted
+    from the moment its kernel is ready.
 
     A kernel that stops answering (a lost message leaves client and kernel both waiting)
     cannot stall the build: the child and its kernel are killed and the notebook is run
@@ -148,19 +179,21 @@ def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: i
     import signal
     import subprocess
 
+    marker = _started_marker(target)
     for attempt in range(1, tries + 1):
+        marker.unlink(missing_ok=True)
         child = subprocess.Popen([sys.executable, "-m", "vizlib.course.book", "--execute-one",
                                   str(source), str(target)] + (["--quick"] if quick else []),
                                  start_new_session=True)
-        try:
-            code = child.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
+        code = _wait(child, marker, limit)
+        if code is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             print(f"[book] {source.name}: not finished after {limit:.0f} s (attempt {attempt} of {tries}); "
                   "killed", file=sys.stderr, flush=True)
             continue
         if code != STALLED:
+            marker.unlink(missing_ok=True)
             return code == 0
         print(f"[book] {source.name}: stalled (attempt {attempt} of {tries})", file=sys.stderr, flush=True)
     if not target.exists():
@@ -170,6 +203,7 @@ def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: i
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(
             f"**This lecture did not finish within {limit:.0f} s when the book was built.**"))
         nbformat.write(nb, target)
+    marker.unlink(missing_ok=True)
     return False
 
 
