@@ -26,8 +26,10 @@ course: setup
 quick-course: setup
 	$(VENV)/bin/vizlib book --quick
 
+# Two pytest workers on two cores: one thread each (OMP_NUM_THREADS reaches the notebooks' kernels
+# too); two threads per worker oversubscribe the cores and slowed the suite several-fold.
 test: setup
-	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=300 --timeout=900 -p no:cacheprovider tests lectures solutions
+	OMP_NUM_THREADS=1 VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=300 --timeout=900 -p no:cacheprovider tests lectures solutions
 
 test-slow: setup
 	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -m slow tests

@@ -446,8 +446,13 @@ def test_attribution_figures_and_explorers(shapesnet, batch):
             plot.plot_cascade({"saliency": [1.0, 0.5, 0.2]}, ["original", "fc", "conv4"])]
     for fig in figs:
         assert fig.axes
-    img = plot.gradient_image(torch.tensor([-2.0, 0.0, 1.0]).view(1, 3, 1, 1))
+    img = plot.gradient_image(torch.tensor([-2.0, 0.0, 1.0]).view(1, 3, 1, 1), clip=None)
     torch.testing.assert_close(img.flatten(), torch.tensor([0.0, 0.5, 0.75]))
+    # clipped at the 99th percentile of |g|: one huge value among 1000 no longer greys out the rest
+    g = torch.full((1, 3, 10, 100), 0.01)
+    g[0, 0, 0, 0] = 100.0
+    assert float(plot.gradient_image(g, clip=None)[0, 1].max()) < 0.501
+    assert float(plot.gradient_image(g)[0, 1].min()) == 1.0
     for w in (widgets.attribution_explorer(shapesnet, x, methods=["saliency", "grad_cam"]),
               widgets.cascade_explorer(shapesnet, x, batch["labels"][:2], methods=["saliency"])):
         assert isinstance(w, ipywidgets.interactive)

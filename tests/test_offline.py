@@ -11,7 +11,8 @@ from vizlib.offline import ShapesNet, WeightsError, load_shapesnet, save_shapesn
 
 LAYERS = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "pool3", "conv4", "relu4"]
 # A small retrain: seconds on two CPU cores, enough to learn the easy classes.
-SMALL = dict(seed=1, n_train=4096, n_val=256, epochs=3, size=32, batch_size=32, lr=3e-3, progress=False)
+# One thread: the suite runs two workers on two cores.
+SMALL = dict(seed=1, n_train=4096, n_val=256, epochs=3, size=32, batch_size=32, lr=3e-3, progress=False, threads=1)
 
 
 @pytest.fixture(scope="module")

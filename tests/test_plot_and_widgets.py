@@ -17,6 +17,21 @@ def test_overlay_exact_blend():
     np.testing.assert_allclose(out[0, 0], [0.0, 0.0, 0.0], atol=1e-6)
 
 
+def test_heatmaps_are_clipped_at_a_high_percentile():
+    heat = torch.linspace(0, 1, 1000).view(10, 100)
+    heat[-1, -1] = 1000.0  # one hot pixel
+    assert plot.display_range(heat, None) == (0.0, 1000.0)
+    lo, hi = plot.display_range(heat)
+    assert lo == 0.0 and hi == pytest.approx(float(torch.quantile(heat.flatten(), 0.99)))
+    image = torch.zeros(1, 3, 10, 100)
+    clipped = plot.overlay_heatmap(image, heat, alpha=1.0, cmap="gray")
+    stretched = plot.overlay_heatmap(image, heat, alpha=1.0, cmap="gray", clip=None)
+    assert clipped[5, 50, 0] > 0.4 and stretched[5, 50, 0] < 0.01  # the median pixel: seen vs blank
+    fig = plot.show_map_table(image, heat[None, None], overlay=False)
+    assert any("99th percentile" in t.get_text() for t in fig.texts)
+    plt.close("all")
+
+
 def test_overlay_shared_scale_and_resize():
     image = torch.ones(3, 4, 4)
     weak = plot.overlay_heatmap(image * 0, torch.full((2, 2), 0.25), alpha=1.0, cmap="gray", vmax=1.0)

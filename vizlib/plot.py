@@ -91,14 +91,35 @@ def show_activation_maps(activation: torch.Tensor, ncols: int = 8, max_channels:
     return fig
 
 
+#: Heatmaps are drawn from their minimum to this percentile of their values (higher values
+#: saturate), as attribution figures are drawn in the field (Captum's ``outlier_perc``): on a
+#: 224-pixel photo a few hot pixels would otherwise set the scale and leave the map blank.
+CLIP_PERCENTILE = 99.0
+
+
+def display_range(heatmap: torch.Tensor, clip: float | None = CLIP_PERCENTILE) -> tuple[float, float]:
+    """``(lo, hi)`` colour limits of a map: its minimum and its ``clip``-th percentile (its maximum
+    when ``clip`` is ``None``). ``heatmap``: any shape."""
+    h = heatmap.detach().float().cpu().flatten()
+    hi = float(h.max()) if clip is None else float(torch.quantile(h, clip / 100.0))
+    return float(h.min()), hi
+
+
+def _stretch(h: torch.Tensor, clip: float | None) -> torch.Tensor:
+    lo, hi = display_range(h, clip)
+    return ((h - lo) / (hi - lo)).clamp(0, 1) if hi > lo else torch.zeros_like(h)
+
+
 def overlay_heatmap(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5,
-                    cmap: str = "jet", vmax: float | None = None) -> np.ndarray:
+                    cmap: str = "jet", vmax: float | None = None,
+                    clip: float | None = CLIP_PERCENTILE) -> np.ndarray:
     """Blend a heatmap over an image.
 
     ``image``: ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1]; ``heatmap``: ``(h, w)``, resized
-    to ``H x W``. By default the heatmap is stretched from its own min to its own max;
-    with ``vmax`` it is drawn on the fixed scale ``0..vmax`` instead (so several heatmaps
-    share one colour scale). Returns ``(H, W, 3)`` in [0, 1].
+    to ``H x W``. By default the heatmap is stretched from its own min to its ``clip``-th
+    percentile (:data:`CLIP_PERCENTILE`; ``None``: its max); with ``vmax`` it is drawn on the
+    fixed scale ``0..vmax`` instead (so several heatmaps share one colour scale). Returns
+    ``(H, W, 3)`` in [0, 1].
     """
     img = to_numpy(image)
     h = heatmap.detach().float().cpu()
@@ -110,8 +131,7 @@ def overlay_heatmap(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0
     if vmax is not None:
         h = (h / vmax).clamp(0, 1) if vmax > 0 else torch.zeros_like(h)
     else:
-        span = float(h.max() - h.min())
-        h = (h - h.min()) / span if span > 0 else torch.zeros_like(h)
+        h = _stretch(h, clip)
     colored = matplotlib.colormaps[cmap](h.numpy())[..., :3]
     return np.clip((1 - alpha) * img + alpha * colored, 0, 1)
 
@@ -158,22 +178,26 @@ def save_figure(fig, path, dpi: int = 110) -> None:
 
 # --- attribution (lectures 05-07, 15) ---
 
-def gradient_image(grads: torch.Tensor) -> torch.Tensor:
+def gradient_image(grads: torch.Tensor, clip: float | None = CLIP_PERCENTILE) -> torch.Tensor:
     """Signed input gradients ``(B, 3, H, W)`` -> displayable images in [0, 1]: grey 0.5 is zero,
-    each image scaled by its own largest ``|value|`` (as guided-backprop figures are drawn)."""
+    each image scaled by the ``clip``-th percentile of its ``|values|`` (``None``: the largest),
+    values beyond it saturating (as guided-backprop figures are drawn)."""
     g = grads.detach().float().cpu()
-    scale = g.flatten(1).abs().amax(1).clamp(min=1e-12)[:, None, None, None]
-    return (0.5 + 0.5 * g / scale).clamp(0, 1)
+    a = g.flatten(1).abs()
+    scale = (a.amax(1) if clip is None else torch.quantile(a, clip / 100.0, dim=1)).clamp(min=1e-12)
+    return (0.5 + 0.5 * g / scale[:, None, None, None]).clamp(0, 1)
 
 
 def show_map_table(images: torch.Tensor, maps: torch.Tensor, row_labels: Sequence[str] | None = None,
                    col_labels: Sequence[str] | None = None, overlay: bool = True, alpha: float = 0.55,
-                   show_image: bool = True, size: float = 1.9, cmap: str = "jet", title: str | None = None):
+                   show_image: bool = True, size: float = 1.9, cmap: str = "jet", title: str | None = None,
+                   clip: float | None = CLIP_PERCENTILE):
     """A table of heatmaps: row ``r`` shows ``images[r]`` and its maps ``maps[r, 0..C-1]``.
 
-    ``images``: ``(R, 3, H, W)`` in [0, 1]; ``maps``: ``(R, C, h, w)``, each stretched to its own
-    range (overlaid on the image, or alone with ``overlay=False``). ``col_labels`` name the
-    ``C`` map columns, ``row_labels`` the rows.
+    ``images``: ``(R, 3, H, W)`` in [0, 1]; ``maps``: ``(R, C, h, w)``, each stretched from its
+    minimum to its ``clip``-th percentile (:data:`CLIP_PERCENTILE`, said in the figure's caption;
+    ``None``: to its maximum), overlaid on the image, or alone with ``overlay=False``.
+    ``col_labels`` name the ``C`` map columns, ``row_labels`` the rows.
     """
     r, c = maps.shape[:2]
     cols = c + int(show_image)
@@ -185,10 +209,11 @@ def show_map_table(images: torch.Tensor, maps: torch.Tensor, row_labels: Sequenc
         for j in range(c):
             ax = axes[i, j + int(show_image)]
             if overlay:
-                ax.imshow(overlay_heatmap(images[i], maps[i, j], alpha=alpha, cmap=cmap))
+                ax.imshow(overlay_heatmap(images[i], maps[i, j], alpha=alpha, cmap=cmap, clip=clip))
             else:
                 m = maps[i, j].detach().float().cpu()
-                ax.imshow(m.numpy(), cmap=cmap, vmin=float(m.min()), vmax=float(m.max()) or 1.0)
+                lo, hi = display_range(m, clip)
+                ax.imshow(m.numpy(), cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1.0)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -204,6 +229,9 @@ def show_map_table(images: torch.Tensor, maps: torch.Tensor, row_labels: Sequenc
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if clip is not None:
+        fig.text(0.995, 0.002, f"each map's colours: its minimum to its {clip:g}th percentile",
+                 ha="right", va="bottom", fontsize=6, color="0.4")
     return fig
 
 
