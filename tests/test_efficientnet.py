@@ -172,3 +172,14 @@ def test_mixed_activation_networks_are_refused_by_name():
     with pytest.raises(ValueError, match=r"Hardswish.*features\.0\.2.*ReLU and nn.ReLU6 only"):
         A.guided_backprop(net, torch.rand(1, 3, 64, 64), 0)
     assert hooks.hook_count(net) == 0
+
+
+def test_every_convolution_is_listed_with_its_name_or_path(lite):
+    from vizlib import filters
+
+    convs = filters.conv_layers(lite)
+    # stem + per block (expand, depthwise, project; block 1 has no expand) + head
+    assert len(convs) == 1 + 3 * 16 - 1 + 1
+    assert convs[0] == "stem_conv" and convs[-1] == "head_conv"
+    assert convs[1] == "net.blocks.0.depthwise.conv" and lite.layer(convs[1]).groups == 32
+    assert all(isinstance(lite.layer(n), nn.Conv2d) for n in convs)

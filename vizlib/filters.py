@@ -34,8 +34,12 @@ def conv_weights(model: nn.Module, layer: str | None = None) -> torch.Tensor:
 
 
 def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the model's convolution layers, in forward order."""
-    return [n for n in layer_names(model) if isinstance(get_layer(model, n), nn.Conv2d)]
+    """Names of every convolution of the model, in module order: its idea name where the model
+    has one (``conv1_1``, ``stem_conv``), else its dotted path (``net.blocks.0.depthwise.conv``)."""
+    named = {}
+    for n in layer_names(model):
+        named.setdefault(id(get_layer(model, n)), n)
+    return [named.get(id(m), path) for path, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
 def normalize_filters(weights: torch.Tensor, mode: str = "per_filter") -> torch.Tensor:
