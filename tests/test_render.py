@@ -144,6 +144,10 @@ def test_gaussian_blur_matches_scipy_and_keeps_constants():
     torch.testing.assert_close(R.gaussian_blur(x, 1.0)[0], torch.from_numpy(ref))
     const = torch.full((1, 3, 8, 8), 0.7)
     torch.testing.assert_close(R.gaussian_blur(const, 2.0), const)
+    tiny = torch.full((1, 3, 2, 3), 0.4)  # narrower than the kernel: reflected, then replicated
+    torch.testing.assert_close(R.gaussian_blur(tiny, 2.0), tiny)
+    torch.testing.assert_close(R.gaussian_kernel(5, 1.0, torch.float64),
+                               torch.from_numpy(ndimage.gaussian_filter1d(np.eye(5)[2], 1.0, truncate=2.0)))
 
 
 def test_blur_every_k_steps_only():

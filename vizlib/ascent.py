@@ -243,12 +243,6 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, steps:
     return dataclasses.replace(out, image=out.image.to(image.device))
 
 
-def _gauss_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    return (g / g.sum()).to(dtype=dtype, device=device)
-
-
 def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Structural similarity of images ``a`` and ``b`` ``(B, C, H, W)`` in [0, 1], averaged over
     channels and positions -> ``(B,)`` in [-1, 1] (1 = identical).
@@ -261,7 +255,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1
         raise ValueError(f"ssim needs two (B, C, H, W) tensors of one shape; got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
     c = a.shape[1]
-    g = _gauss_window(window, sigma, a.dtype, a.device)
+    g = R.gaussian_kernel(window, sigma, a.dtype, a.device)
     kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window)
 
     def filt(x):

@@ -77,7 +77,7 @@ __all__ = [
     "layer_outputs", "Objective", "class_score", "channel", "neuron", "layer_energy",
     "feature_distance", "PixelImage", "FourierImage", "Jitter", "RandomScale", "RandomRotate",
     "Compose", "rotate", "L2", "TV", "BlurEvery", "ClipSmallValues", "ClipSmallGradients",
-    "total_variation", "gaussian_blur", "render", "RenderResult", "LOGITS", "GREY",
+    "total_variation", "gaussian_kernel", "gaussian_blur", "render", "RenderResult", "LOGITS", "GREY",
     "COLOR_CORRELATION_SQRT", "color_correlation_sqrt", "PRECISIONS", "bf16_is_fast",
     "resolve_precision",
 ]
@@ -627,28 +627,32 @@ class TV:
         return f"TV({self.weight}, beta={self.beta})"
 
 
-def _gaussian_kernel(sigma: float, dtype, device) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+def gaussian_kernel(size: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The normalised 1-D Gaussian of std ``sigma`` sampled at ``size`` points centred on the
+    middle (the one kernel of vizlib: blur, RISE's canvas, SSIM's window). Shape: ``(size,)``."""
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     k = torch.exp(-t ** 2 / (2 * sigma ** 2))
     return (k / k.sum()).to(dtype=dtype, device=device)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float, size: int | None = None) -> torch.Tensor:
     """Blur each channel with a Gaussian of std ``sigma`` pixels (separable, reflected borders).
 
-    ``x``: ``(B, C, H, W)``; returns the same shape. Keeps a constant image constant.
+    ``size``: the kernel's width (default ``2 * ceil(3 sigma) + 1``, scipy's ``truncate=3``).
+    Borders are reflected as far as the image allows and replicated beyond (tiny images).
+    Shape: ``(B, C, H, W) -> (B, C, H, W)``. Keeps a constant image constant.
     """
     if sigma <= 0:
         return x
-    k = _gaussian_kernel(sigma, x.dtype, x.device)
-    r = k.numel() // 2
-    c = x.shape[1]
-    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    y = F.pad(x, (r, r, 0, 0), mode=mode)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode=mode)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    size = int(size) if size is not None else 2 * max(1, int(math.ceil(3 * sigma))) + 1
+    k = gaussian_kernel(size, sigma, x.dtype, x.device)
+    half, c = size // 2, x.shape[1]
+    pad = min(half, x.shape[-1] - 1, x.shape[-2] - 1)
+    y = F.pad(x, (pad,) * 4, mode="reflect") if pad > 0 else x
+    if pad < half:
+        y = F.pad(y, (half - pad,) * 4, mode="replicate")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, size), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, size, 1), groups=c)
 
 
 class BlurEvery:

@@ -31,6 +31,7 @@ from torch import nn
 from .attribution import class_indices, class_scores
 from .images import check_images
 from .models import get_layer, layer_names, model_device, require_eval, to_model
+from .render import gaussian_blur
 
 __all__ = ["pointing_game", "pointing_chance", "deletion_curve", "insertion_curve", "auc",
            "blur", "rank_correlation", "randomized_copy", "randomizable_layers",
@@ -90,18 +91,9 @@ def pointing_chance(masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
 
 def blur(images: torch.Tensor, sigma: float = 5.0, size: int = 11) -> torch.Tensor:
     """Gaussian blur with a ``size x size`` kernel of std ``sigma`` (RISE's insertion canvas:
-    11 x 11, sigma 5), reflect-padded. ``(B, 3, H, W) -> (B, 3, H, W)``, same range."""
-    half = size // 2
-    t = torch.arange(size, dtype=images.dtype, device=images.device) - half
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = images.shape[1]
-    pad = min(half, images.shape[-1] - 1, images.shape[-2] - 1)
-    x = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad > 0 else images
-    if pad < half:  # tiny images: replicate beyond what reflection can give
-        x = F.pad(x, (half - pad,) * 4, mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, size), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, size, 1), groups=c)
+    11 x 11, sigma 5), reflect-padded: :func:`vizlib.render.gaussian_blur` with RISE's settings.
+    ``(B, 3, H, W) -> (B, 3, H, W)``, same range."""
+    return gaussian_blur(images, sigma, size)
 
 
 def _order(maps: torch.Tensor, seed: int) -> torch.Tensor:
