@@ -11,7 +11,9 @@ from torch import nn
 
 from vizlib import attribution as A
 from vizlib import efficientnet as E
+from vizlib import filters
 from vizlib import hooks, images, models
+from vizlib.activations import layer_activations
 
 #: What the network must name each bundled photo (top-1, measured; torchvision's class names).
 EXPECTED = {"chelsea": "Egyptian cat", "coffee": "espresso", "grace_hopper": "military uniform",
@@ -76,14 +78,9 @@ def test_layers_are_named_by_idea(lite):
     assert A.default_cam_layer(lite) == "head"
     assert sum(p.numel() for p in lite.parameters()) == 4_652_008
     shapes = {k: tuple(v.shape) for k, v in
-              models_activations(lite, torch.rand(1, 3, 224, 224), ["stem", "block3", "block16", "head"]).items()}
+              layer_activations(lite, torch.rand(1, 3, 224, 224), ["stem", "block3", "block16", "head"]).items()}
     assert shapes == {"stem": (1, 32, 112, 112), "block3": (1, 24, 56, 56), "block16": (1, 320, 7, 7),
                       "head": (1, 1280, 7, 7)}
-
-
-def models_activations(model, x, layers):
-    from vizlib.activations import layer_activations
-    return layer_activations(model, x, layers)
 
 
 def test_random_weights_and_bad_weight_files(tmp_path):
@@ -175,8 +172,6 @@ def test_mixed_activation_networks_are_refused_by_name():
 
 
 def test_every_convolution_is_listed_with_its_name_or_path(lite):
-    from vizlib import filters
-
     convs = filters.conv_layers(lite)
     # stem + per block (expand, depthwise, project; block 1 has no expand) + head
     assert len(convs) == 1 + 3 * 16 - 1 + 1

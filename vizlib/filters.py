@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .hooks import capture_activations
-from .models import get_layer, layer_names, require_eval, to_model
+from .models import get_layer, require_eval, to_model
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -36,10 +36,10 @@ def conv_weights(model: nn.Module, layer: str | None = None) -> torch.Tensor:
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of every convolution of the model, in module order: its idea name where the model
     has one (``conv1_1``, ``stem_conv``), else its dotted path (``net.blocks.0.depthwise.conv``)."""
-    named = {}
-    for n in layer_names(model):
-        named.setdefault(id(get_layer(model, n)), n)
-    return [named.get(id(m), path) for path, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    idea = {}
+    for name, path in (getattr(model, "layer_paths", None) or {}).items():
+        idea.setdefault(path, name)
+    return [idea.get(path, path) for path, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
 def normalize_filters(weights: torch.Tensor, mode: str = "per_filter") -> torch.Tensor:

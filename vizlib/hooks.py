@@ -177,10 +177,8 @@ OTHER_ACTIVATIONS = (nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU
 
 
 def _upper(module: nn.Module) -> float | None:
-    for kind, upper in RECTIFIERS.items():
-        if type(module) is kind:
-            return upper
-    return None
+    """The upper end of a rectifier's linear part; ``None`` for any other module (subclasses too)."""
+    return RECTIFIERS.get(type(module))
 
 
 @contextmanager

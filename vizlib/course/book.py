@@ -180,22 +180,24 @@ def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: i
     import subprocess
 
     marker = _started_marker(target)
-    for attempt in range(1, tries + 1):
-        marker.unlink(missing_ok=True)
-        child = subprocess.Popen([sys.executable, "-m", "vizlib.course.book", "--execute-one",
-                                  str(source), str(target)] + (["--quick"] if quick else []),
-                                 start_new_session=True)
-        code = _wait(child, marker, limit)
-        if code is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            print(f"[book] {source.name}: not finished after {limit:.0f} s (attempt {attempt} of {tries}); "
-                  "killed", file=sys.stderr, flush=True)
-            continue
-        if code != STALLED:
+    try:
+        for attempt in range(1, tries + 1):
             marker.unlink(missing_ok=True)
-            return code == 0
-        print(f"[book] {source.name}: stalled (attempt {attempt} of {tries})", file=sys.stderr, flush=True)
+            child = subprocess.Popen([sys.executable, "-m", "vizlib.course.book", "--execute-one",
+                                      str(source), str(target)] + (["--quick"] if quick else []),
+                                     start_new_session=True)
+            code = _wait(child, marker, limit)
+            if code is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                print(f"[book] {source.name}: not finished after {limit:.0f} s (attempt {attempt} of {tries}); "
+                      "killed", file=sys.stderr, flush=True)
+                continue
+            if code != STALLED:
+                return code == 0
+            print(f"[book] {source.name}: stalled (attempt {attempt} of {tries})", file=sys.stderr, flush=True)
+    finally:
+        marker.unlink(missing_ok=True)
     if not target.exists():
         import nbformat
 
@@ -203,7 +205,6 @@ def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: i
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(
             f"**This lecture did not finish within {limit:.0f} s when the book was built.**"))
         nbformat.write(nb, target)
-    marker.unlink(missing_ok=True)
     return False
 
 
