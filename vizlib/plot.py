@@ -377,7 +377,7 @@ def plot_by_layer(rows: Sequence[dict], keys: Sequence[str], title: str | None =
     x = np.arange(len(rows))
     for ax, key in zip(axes[0], keys):
         ax.plot(x, [r[key] for r in rows], marker="o")
-        ax.set_xticks(x, [r["layer"] for r in rows])
+        ax.set_xticks(x, [r["layer"] for r in rows], rotation=30, ha="right")  # long names (block11_depthwise)
         ax.set_title(key)
         ax.grid(alpha=0.3)
     if title:
