@@ -6,6 +6,7 @@ one submission of every kind is graded here, the whole class of 200 in the opt-i
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +16,14 @@ from pathlib import Path
 import pytest
 
 from vizlib.course import classroom, synthetic
-from vizlib.course.grading import assignment_ids
+from vizlib.course.grading import CourseNotFoundError, assignment_ids, course_root
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "assignment1"
+# mutants graded end to end by nbgrader: their expected scores come from the mutation harness's
+# verified lists of failing cells, so this is the check that the harness agrees with `vizlib grade`
+GRADED_MUTANTS = ("hook never removed", "normalises the caller's tensor in place",
+                  "only forwards to vizlib's reference")
 
 
 def _rows(csv_path: Path) -> dict[str, dict]:
@@ -43,7 +48,7 @@ def _check(expected, rows):
 def test_one_submission_of_every_kind_gets_the_expected_score_and_reason(tmp_path):
     a = synthetic._Assignment(ASSIGNMENT, ROOT)
     kinds = [k for k, *_ in synthetic.failure_kinds(a, ROOT)] + [
-        "correct", "blank", "only calls vizlib", f"mistake: {synthetic.MISTAKES[ASSIGNMENT][1].name}"]
+        "correct", "blank", *(f"mistake: {name}" for name in GRADED_MUTANTS)]
     expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=len(kinds), kinds=kinds)
     assert len(expected) == len(kinds)
     summary = classroom.grade_class(ASSIGNMENT, tmp_path / "class" / "submissions", tmp_path / "out",
@@ -77,6 +82,52 @@ def test_a_second_run_grades_only_new_or_changed_submissions(tmp_path):
     assert "corrupted notebook" in rows[empty]["reason"] and "not a notebook" in rows["late.txt"]["reason"]
     (subs / "late.txt").unlink()                                          # withdrawn: leaves the CSV
     assert "late.txt" not in _rows(classroom.grade_class(ASSIGNMENT, subs, out, progress=False)["csv"])
+
+
+def test_a_fixed_test_regrades_everyone_and_says_why(tmp_path):
+    course = _course_copy(tmp_path / "course")
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=2, kinds=["empty file", "correct"],
+                                    root=course)
+    (tmp_path / "class" / "submissions").rename(subs)
+    first = classroom.grade_class(ASSIGNMENT, subs, out, jobs=2, progress=False, root=course)
+    assert first["why"] == {"new": 2}
+    again = classroom.grade_class(ASSIGNMENT, subs, out, jobs=2, progress=False, root=course)
+    assert (again["graded"], again["unchanged"], again["why"]) == (0, 2, {})
+    # the instructor fixes a test: every submission is graded again, with the reason
+    source = course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = json.loads(source.read_text())
+    graded = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade"))
+    graded["source"] = "".join(graded["source"]).replace("### END HIDDEN TESTS", "assert True\n### END HIDDEN TESTS", 1)
+    source.write_text(json.dumps(nb))
+    fixed = classroom.grade_class(ASSIGNMENT, subs, out, jobs=2, progress=False, root=course)
+    assert (fixed["graded"], fixed["why"]) == (2, {"the assignment's tests changed": 2})
+    _check(expected, _rows(fixed["csv"]))
+
+
+def _course_copy(dest: Path) -> Path:
+    """A second course folder, as an instructor's other checkout would be."""
+    dest.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", dest)
+    for folder in ("solutions", "assignments", "tests/mutants"):
+        shutil.copytree(ROOT / folder, dest / folder)
+    return dest
+
+
+def test_the_course_graded_is_the_one_here_or_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CourseNotFoundError, match="no course folder at or above .* or pass --course DIR"):
+        course_root()
+    assert classroom.main([ASSIGNMENT, str(tmp_path), "-o", str(tmp_path / "out")]) == 2
+    assert "vizlib grade: no course folder at or above" in capsys.readouterr().err
+    assert classroom.main([ASSIGNMENT, str(tmp_path), "--course", str(tmp_path)]) == 2
+    assert "is not a course folder: it needs nbgrader_config.py and solutions/" in capsys.readouterr().err
+    course = _course_copy(tmp_path / "other")
+    monkeypatch.chdir(course / "solutions")                    # anywhere inside a course finds it
+    assert course_root() == course.resolve()
+    (tmp_path / "empty").mkdir()
+    assert classroom.main([ASSIGNMENT, str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 0
+    assert f"course: {course.resolve()}" in capsys.readouterr().out
 
 
 def test_a_run_killed_midway_resumes_without_losing_or_double_counting(tmp_path):

@@ -2,7 +2,8 @@
 
     vizlib book [--quick] [LECTURE ...]    execute the lectures, write build/book/index.html
     vizlib release [ASSIGNMENT ...]        regenerate assignments/ from solutions/ (nbgrader)
-    vizlib check-assignments [...]         solution = full marks, blank = zero
+    vizlib check-assignments [...]         solution = full marks, blank = zero (nbgrader)
+    vizlib check-assignments --mutants     every realistic wrong solution loses points
     vizlib grade ASSIGNMENT FOLDER -o OUT  autograde a class in parallel: grades.csv + feedback
     vizlib models                          list the course's networks and where weights come from
     vizlib stylize CONTENT STYLE -o OUT    neural style transfer by optimisation (Gatys et al.)

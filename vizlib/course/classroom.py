@@ -19,8 +19,11 @@ once, with its score, the score of every graded cell and, where something went w
 Each submission is graded by nbgrader in a child process with a course folder of its own (so
 workers share no gradebook and a crash takes down one submission only). Results are appended to
 ``.state/results.jsonl`` in the output folder as each submission finishes, keyed by the
-submission's SHA-256: a second run grades only new or changed submissions, and a run killed midway
-resumes where it stopped without losing or double-counting anything.
+submission's SHA-256, the assignment's tests (the SHA-256 of its source folder), vizlib's version
+and the mode: a second run grades only new or changed submissions, and all of them again after a
+test is fixed (the summary says why each was regraded); a run killed midway resumes where it
+stopped without losing or double-counting anything. The course graded is the folder with
+``nbgrader_config.py`` at or above the current directory, or ``--course DIR``.
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -40,7 +42,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grading import REPO, _api, _environment, _scratch_course, assignment_ids
+from .. import __version__
+from .grading import _api, _environment, _scratch_course, assignment_ids, course_root
 
 MAX_OUTPUT_CHARS = 20_000
 STATE_FILE = Path(".state") / "results.jsonl"
@@ -130,10 +133,10 @@ def _cells(nb: dict) -> dict[str, dict]:
     return cells
 
 
-def prepare_template(assignment: str, dest: Path, root: Path = REPO) -> dict:
+def prepare_template(assignment: str, dest: Path, root: Path | None = None) -> dict:
     """Write a course folder for ``assignment`` (source, release, gradebook) to ``dest`` and return
     the facts grading needs: notebook name, graded cells and points, read-only cells' sources."""
-    root = Path(root)
+    root = course_root(root)
     if assignment not in assignment_ids(root):
         raise ValueError(f"unknown assignment {assignment!r}; the course has {assignment_ids(root)}")
     dest = Path(dest)
@@ -382,7 +385,34 @@ def _write_csv(path: Path, records: list[dict], graded: dict[str, float]) -> Non
     os.replace(tmp, path)
 
 
-def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path = REPO,
+def tests_digest(assignment: str, root: Path) -> str:
+    """SHA-256 of what a grade depends on besides the submission: the assignment's source folder
+    (its notebooks hold the hidden tests) and the template format."""
+    h = hashlib.sha256(f"template {TEMPLATE_VERSION}".encode())
+    folder = Path(root) / "solutions" / assignment
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _regrade_reason(previous: dict | None, record_key: dict) -> str:
+    """Why a submission is graded again ("" when its last grade still holds)."""
+    if previous is None:
+        return "new"
+    if previous.get("sha256") != record_key["sha256"]:
+        return "changed"
+    if previous.get("assignment") != record_key["assignment"]:
+        return "graded for another assignment"
+    if previous.get("tests") != record_key["tests"]:
+        return "the assignment's tests changed"
+    if previous.get("vizlib") != record_key["vizlib"]:
+        return f"vizlib changed ({previous.get('vizlib', 'unknown')} -> {record_key['vizlib']})"
+    if previous.get("quick") != record_key["quick"]:
+        return "quick/full mode changed"
+    return ""
+
+
+def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | None = None,
                 jobs: int | None = None, cell_timeout: int = 60, budget: float | None = None,
                 quick: bool = True, progress: bool = True) -> dict:
     """Autograde every submission in ``submissions`` and write ``out/grades.csv`` and
@@ -397,13 +427,19 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path = R
         budget: seconds one whole submission may take (default: a generous multiple of
             ``cell_timeout``); past it the grader is killed and the submission scores zero.
         quick: run the notebooks with ``VIZLIB_QUICK=1``.
+        root: the course folder (default: :func:`~vizlib.course.grading.course_root`).
+
+    A submission is graded again when it is new or changed, or when what its last grade depended
+    on changed: the assignment's tests (its source notebook), vizlib's version or the mode.
 
     Returns:
-        ``{"csv": path, "graded": n, "unchanged": n, "seconds": s, "per_minute": rate}``.
+        ``{"csv": path, "graded": n, "unchanged": n, "why": {reason: n}, "seconds": s,
+        "per_minute": rate}``.
     """
     start = time.perf_counter()
-    if assignment not in assignment_ids(Path(root)):
-        raise ValueError(f"unknown assignment {assignment!r}; the course has {assignment_ids(Path(root))}")
+    root = course_root(root)
+    if assignment not in assignment_ids(root):
+        raise ValueError(f"unknown assignment {assignment!r}; the course at {root} has {assignment_ids(root)}")
     out = Path(out)
     subs = find_submissions(Path(submissions), assignment)
     state_path = out / STATE_FILE
@@ -415,9 +451,10 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path = R
         facts = prepare_template(assignment, template, root)
         n_cells = len(facts["graded"]) + len(facts["readonly"])
         budget = budget or cell_timeout * (n_cells + 4) + 120
-        digests = {s.student: _digest(s) for s in subs}
-        todo = [s for s in subs if state.get(s.student, {}).get("sha256") != digests[s.student]
-                or state[s.student].get("assignment") != assignment]
+        keys = {s.student: {"assignment": assignment, "sha256": _digest(s), "tests": tests_digest(assignment, root),
+                            "vizlib": __version__, "quick": quick} for s in subs}
+        why = {s.student: _regrade_reason(state.get(s.student), keys[s.student]) for s in subs}
+        todo = [s for s in subs if why[s.student]]
         bar = None
         if progress and todo:
             from tqdm.auto import tqdm
@@ -431,8 +468,8 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path = R
                     result = future.result()
                 except Exception as exc:  # never lose a submission to a grader bug
                     result = _zero(facts, f"the grader failed: {exc!r}"[:300])
-                record = {"student": sub.student, "entry": sub.entry.name, "assignment": assignment,
-                          "sha256": digests[sub.student], "result": result}
+                record = {"student": sub.student, "entry": sub.entry.name, **keys[sub.student],
+                          "result": result}
                 _append(state_path, record)
                 state[sub.student] = record
                 if bar is not None:
@@ -443,7 +480,10 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path = R
     csv_path = out / "grades.csv"
     _write_csv(csv_path, records, facts["graded"])
     seconds = time.perf_counter() - start
-    return {"csv": csv_path, "graded": len(todo), "unchanged": len(subs) - len(todo),
+    reasons: dict[str, int] = {}
+    for s in todo:
+        reasons[why[s.student]] = reasons.get(why[s.student], 0) + 1
+    return {"csv": csv_path, "graded": len(todo), "unchanged": len(subs) - len(todo), "why": reasons,
             "seconds": seconds, "per_minute": len(todo) / seconds * 60 if todo else 0.0}
 
 
@@ -457,15 +497,21 @@ def main(argv=None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: cores)")
     parser.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
     parser.add_argument("--full", action="store_true", help="run notebooks in full mode, not quick mode")
+    parser.add_argument("--course", help="the course folder whose tests grade (default: the one with "
+                                         "nbgrader_config.py at or above the current directory)")
     args = parser.parse_args(argv)
     try:
+        root = course_root(args.course)
+        print(f"course: {root}")
         summary = grade_class(args.assignment, Path(args.submissions), Path(args.out), jobs=args.jobs,
-                              cell_timeout=args.cell_timeout, quick=not args.full)
-    except (FileNotFoundError, ValueError) as exc:
+                              cell_timeout=args.cell_timeout, quick=not args.full, root=root)
+    except (FileNotFoundError, ValueError) as exc:  # CourseNotFoundError is a ValueError
         print(f"vizlib grade: {exc}", file=sys.stderr)
         return 2
-    print(f"graded {summary['graded']} submissions ({summary['unchanged']} unchanged) in "
-          f"{summary['seconds']:.0f} s, {summary['per_minute']:.1f} per minute -> {summary['csv']}")
+    why = ", ".join(f"{n} {reason}" if reason in ("new", "changed") else f"{n}: {reason}"
+                    for reason, n in summary["why"].items())
+    print(f"graded {summary['graded']} submissions ({why + '; ' if why else ''}{summary['unchanged']} unchanged) "
+          f"in {summary['seconds']:.0f} s, {summary['per_minute']:.1f} per minute -> {summary['csv']}")
     return 0
 
 

@@ -8,6 +8,7 @@ course folder, so the repository only ever holds sources and the release.
 
     python -m vizlib.course.grading release            # regenerate assignments/
     python -m vizlib.course.grading check              # solution = full marks, blank = zero
+    python -m vizlib.course.grading check --mutants    # every realistic wrong solution loses points
 """
 from __future__ import annotations
 
@@ -19,12 +20,39 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+class CourseNotFoundError(ValueError):
+    """No course folder (``nbgrader_config.py`` next to ``solutions/``) where one was looked for."""
 
 
-def assignment_ids(root: Path = REPO) -> list[str]:
+def _is_course(folder: Path) -> bool:
+    return (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir()
+
+
+def course_root(explicit: str | Path | None = None) -> Path:
+    """The course to release, check or grade: ``explicit`` (``--course DIR``), else the nearest
+    folder from the current directory up that holds ``nbgrader_config.py`` and ``solutions/``.
+
+    Never the folder vizlib happens to be installed from: a checkout whose environment was
+    installed from another copy grades its own tests. Raises :class:`CourseNotFoundError`.
+    """
+    if explicit is not None:
+        folder = Path(explicit).expanduser().resolve()
+        if not _is_course(folder):
+            raise CourseNotFoundError(f"{folder} is not a course folder: it needs nbgrader_config.py "
+                                      "and solutions/")
+        return folder
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if _is_course(folder):
+            return folder
+    raise CourseNotFoundError(f"no course folder at or above {here}: run from the course folder (the one "
+                              "with nbgrader_config.py and solutions/) or pass --course DIR")
+
+
+def assignment_ids(root: Path | None = None) -> list[str]:
     """The assignments that have a source folder under ``solutions/``."""
-    return sorted(p.name for p in (Path(root) / "solutions").iterdir()
+    root = course_root(root)
+    return sorted(p.name for p in (root / "solutions").iterdir()
                   if p.is_dir() and any(p.glob("*.ipynb")))
 
 
@@ -64,12 +92,13 @@ def _scratch_course(root: Path, assignment: str, scratch: Path) -> None:
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
 
 
-def release(assignment: str, root: Path = REPO, dest: Path | None = None) -> Path:
+def release(assignment: str, root: Path | None = None, dest: Path | None = None) -> Path:
     """Generate the student version of ``assignment`` into ``dest`` (default ``assignments/``).
 
     Returns the folder written. Raises ``RuntimeError`` with nbgrader's log on failure.
     """
-    dest = Path(dest) if dest is not None else Path(root) / "assignments" / assignment
+    root = course_root(root)
+    dest = Path(dest) if dest is not None else root / "assignments" / assignment
     with tempfile.TemporaryDirectory(prefix="vizlib-release-") as tmp, _environment(quick=False):
         scratch = Path(tmp)
         _scratch_course(root, assignment, scratch)
@@ -83,7 +112,7 @@ def release(assignment: str, root: Path = REPO, dest: Path | None = None) -> Pat
     return dest
 
 
-def autograde(assignment: str, submissions: dict[str, Path], root: Path = REPO,
+def autograde(assignment: str, submissions: dict[str, Path], root: Path | None = None,
               quick: bool = True, timeout: int = 300) -> dict[str, dict[str, tuple[float, float]]]:
     """Autograde notebooks with nbgrader and return the score of every graded cell.
 
@@ -97,6 +126,7 @@ def autograde(assignment: str, submissions: dict[str, Path], root: Path = REPO,
     """
     from nbgrader.api import Gradebook
 
+    root = course_root(root)
     with tempfile.TemporaryDirectory(prefix="vizlib-grade-") as tmp, _environment(quick):
         scratch = Path(tmp)
         _scratch_course(root, assignment, scratch)
@@ -131,9 +161,10 @@ def autograde(assignment: str, submissions: dict[str, Path], root: Path = REPO,
     return scores
 
 
-def check(assignment: str, root: Path = REPO) -> list[str]:
+def check(assignment: str, root: Path | None = None) -> list[str]:
     """Prove the assignment is gradable: the solution scores full marks on every graded
     cell and the blank release scores zero on every one. Returns a list of problems."""
+    root = course_root(root)
     problems = []
     source = Path(root) / "solutions" / assignment
     blank = Path(root) / "assignments" / assignment
@@ -155,15 +186,39 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
     p.add_argument("assignments", nargs="*")
+    p.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
     p = sub.add_parser("check", help="solution = full marks, blank = zero, for every assignment")
     p.add_argument("assignments", nargs="*")
+    p.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
+    p.add_argument("--mutants", action="store_true",
+                   help="instead: run every realistic wrong solution in tests/mutants/ against the graded "
+                        "cells and print the mutation score per assignment (fails below 100%%)")
+    p.add_argument("-v", "--verbose", action="store_true", help="with --mutants: list every mutant")
     args = parser.parse_args(argv)
-    ids = args.assignments or assignment_ids()
+    try:
+        root = course_root(args.course)
+        ids = args.assignments or assignment_ids(root)
+        unknown = sorted(set(ids) - set(assignment_ids(root)))
+        if unknown:
+            raise CourseNotFoundError(f"{root} has no assignment {', '.join(unknown)}; it has "
+                                      f"{', '.join(assignment_ids(root))}")
+    except CourseNotFoundError as exc:
+        print(f"vizlib {args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(f"course: {root}")
     if args.command == "release":
         for a in ids:
-            print(f"released {a} -> {release(a)}")
+            print(f"released {a} -> {release(a, root)}")
         return 0
-    problems = [msg for a in ids for msg in check(a)]
+    if args.mutants:
+        from . import mutants
+        problems = []
+        for a in ids:
+            report = mutants.run(a, root)
+            print(mutants.format_report(report, verbose=args.verbose))
+            problems += report.problems
+    else:
+        problems = [msg for a in ids for msg in check(a, root)]
     for msg in problems:
         print(msg)
     print("all assignments grade correctly" if not problems else f"{len(problems)} problems")

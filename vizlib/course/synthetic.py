@@ -5,9 +5,9 @@
 
 writes ``/tmp/class/submissions/`` (one entry per student, as an instructor would download them)
 and ``/tmp/class/expected.csv`` (student, kind, expected score, a phrase the grader's reason must
-contain). The kinds: correct, blank, partially done (the first k functions), subtly wrong (one
-realistic mistake per function, listed in :data:`MISTAKES`), a function that only calls vizlib's
-reference, and every failure the grader must survive — an endless loop, an import that fails, a
+contain). The kinds: correct, blank, partially done (the first k functions), subtly wrong (every
+realistic mistake of :func:`mistakes`, the course's mutants, among them a function that only calls
+vizlib's reference), and every failure the grader must survive — an endless loop, an import that fails, a
 kernel that dies, megabytes of printing, a corrupted, empty or missing notebook, an edited or
 deleted read-only graded cell, another assignment's notebook, a file that is not a notebook.
 """
@@ -18,98 +18,18 @@ import copy
 import csv
 import json
 import random
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grading import REPO, assignment_ids
+from .grading import assignment_ids, course_root
+from .mutants import Mutant, load_mutants, program
 
 
-@dataclass(frozen=True)
-class Mistake:
-    """A realistic error in one solution cell: replace ``old`` by ``new`` in ``cell``'s solution;
-    the graded cells in ``fails`` then lose their points."""
-    name: str
-    cell: str
-    old: str
-    new: str
-    fails: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Cheat:
-    """A solution cell that only forwards to vizlib's reference implementation."""
-    cell: str
-    source: str
-    fails: tuple[str, ...]
-
-
-MISTAKES: dict[str, list[Mistake]] = {
-    "assignment1": [
-        Mistake("filter range over the whole bank, not per filter", "normalize_filter",
-                "w.amin(dim=(1, 2, 3), keepdim=True)", "w.min()", ("test_normalize_filter",)),
-        Mistake("hook never removed", "capture_activation", "handle.remove()", "pass",
-                ("test_capture_activation", "test_layer_sparsity")),
-        Mistake("a channel that is exactly zero counted as alive", "dead_channel_fraction",
-                "<= threshold", "< threshold", ("test_dead_channel_fraction",)),
-        Mistake("farthest instead of nearest neighbours", "nearest_neighbors",
-                "largest=False", "largest=True", ("test_nearest_neighbors",)),
-        Mistake("receptive field grows by the kernel only, ignoring the stride", "receptive_field_size",
-                "size += (kernel - 1) * jump", "size += kernel - 1", ("test_receptive_field_size",)),
-    ],
-    "assignment2": [
-        Mistake("saliency without the absolute value", "saliency_map",
-                "grad.abs().amax(1)", "grad.amax(1)", ("test_saliency_map", "test_guided_backprop")),
-        Mistake("Grad-CAM without the final ReLU", "grad_cam",
-                "(weights * a).sum(1).clamp(min=0)", "(weights * a).sum(1)", ("test_grad_cam",)),
-        Mistake("guided ReLU lets negative gradients through", "guided_relu",
-                "grad.clamp(min=0) * (out > 0)", "grad * (out > 0)",
-                ("test_guided_relu", "test_guided_backprop")),
-        Mistake("occlusion sums overlapping windows instead of averaging", "occlusion_map",
-                "total / masks.sum(0).clamp(min=1)", "total", ("test_occlusion_map",)),
-    ],
-    "assignment3": [
-        Mistake("TV loss missing the vertical direction", "total_variation",
-                "dx ** 2 + dy ** 2", "dx ** 2", ("test_total_variation",)),
-        Mistake("gradient-ascent step without the L2 penalty", "ascent_step",
-                "score - l2_weight * ((x - 0.5) ** 2).sum()", "score", ("test_ascent_step",)),
-        Mistake("DeepDream step without normalising the gradient", "deepdream_step",
-                "g = g / g.abs().mean()", "g = g", ("test_deepdream_step",)),
-    ],
-    "assignment4": [
-        Mistake("Gram matrix not normalised by the number of positions", "gram_matrix",
-                "flat @ flat.transpose(1, 2) / (h * w)", "flat @ flat.transpose(1, 2)",
-                ("test_gram_matrix", "test_style_loss", "test_train_step")),
-        Mistake("TV loss missing the vertical direction", "tv_loss",
-                "dx.pow(2) + dy.pow(2)", "dx.pow(2)", ("test_tv_loss", "test_train_step")),
-        Mistake("style loss ignores the layer weights", "style_loss",
-                "layer_weights[layer] * (g - target)", "(g - target)", ("test_style_loss", "test_train_step")),
-    ],
-}
-
-CHEATS: dict[str, Cheat] = {
-    "assignment1": Cheat("dead_channel_fraction",
-                         "def dead_channel_fraction(act, threshold=0.0):\n"
-                         "    from vizlib.activations import dead_channel_fraction as reference\n"
-                         "    return reference(act, threshold)\n",
-                         ("test_dead_channel_fraction",)),
-    "assignment2": Cheat("saliency_map",
-                         "def saliency_map(model, x, target):\n"
-                         "    from vizlib.attribution import saliency\n"
-                         "    return saliency(model, x, target)\n",
-                         ("test_saliency_map",)),
-    "assignment3": Cheat("total_variation",
-                         "def total_variation(x, beta):\n"
-                         "    from vizlib.render import total_variation as reference\n"
-                         "    return reference(x, beta)\n",
-                         ("test_total_variation",)),
-    "assignment4": Cheat("gram_matrix",
-                         "def gram_matrix(features):\n"
-                         "    from vizlib.style import gram_matrix as reference\n"
-                         "    return reference(features)\n",
-                         ("test_gram_matrix", "test_style_loss", "test_train_step")),
-}
+def mistakes(assignment: str, root: Path | None = None) -> list[Mutant]:
+    """The realistic wrong solutions of ``assignment``: the course's mutants
+    (``tests/mutants/<assignment>.toml``, see :mod:`vizlib.course.mutants`)."""
+    return load_mutants(assignment, course_root(root))
 
 
 @dataclass(frozen=True)
@@ -118,17 +38,6 @@ class Expected:
     kind: str
     score: float
     reason: str  # a phrase the grader's reason must contain ("" = no reason expected)
-
-
-def _source(cell) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
-def _strip_solution(source: str) -> str:
-    """The solution as a student would write it: markers and hidden tests removed."""
-    source = re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", source, flags=re.S)
-    return "\n".join(line for line in source.splitlines()
-                     if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
 
 
 def _meta(cell) -> dict:
@@ -144,20 +53,13 @@ class _Assignment:
         self.name = assignment
         self.release = json.loads(self.release_path.read_text())
         source = json.loads(source_path.read_text())
-        self.solutions = {_meta(c)["grade_id"]: _strip_solution(_source(c))
-                          for c in source["cells"] if _meta(c).get("solution")}
-        self.order = [_meta(c)["grade_id"] for c in source["cells"] if _meta(c).get("solution")]
+        prog = program(assignment, root)
+        self.solutions = prog.solutions
+        self.order = list(prog.solutions)
+        # the graded cells that test each solution cell: those between it and the next one
+        self.tests = prog.tests
         self.points = {_meta(c)["grade_id"]: float(_meta(c).get("points", 0))
                        for c in source["cells"] if _meta(c).get("grade")}
-        # the graded cells that test each solution cell: those between it and the next one
-        self.tests: dict[str, list[str]] = {k: [] for k in self.order}
-        current = None
-        for c in source["cells"]:
-            m = _meta(c)
-            if m.get("solution"):
-                current = m["grade_id"]
-            elif m.get("grade") and current is not None:
-                self.tests[current].append(m["grade_id"])
         self.total = sum(self.points.values())
 
     def notebook(self, solved=None, replace: dict[str, str] | None = None) -> dict:
@@ -236,29 +138,22 @@ def failure_kinds(a: _Assignment, root: Path):
     return kinds
 
 
-def make_class(assignment: str, dest: Path, n: int = 200, seed: int = 0, root: Path = REPO,
+def make_class(assignment: str, dest: Path, n: int = 200, seed: int = 0, root: Path | None = None,
                kinds: list[str] | None = None) -> list[Expected]:
     """Write ``n`` submissions to ``dest/submissions`` and ``dest/expected.csv``; return the
     expectations. Every failure kind and every mistake appears at least once (when ``n`` allows);
     the rest are correct, blank or partially done. ``kinds`` keeps only the kinds named."""
-    root = Path(root)
+    root = course_root(root)
     a = _Assignment(assignment, root)
     rng = random.Random(seed)
     dest = Path(dest)
     subs = dest / "submissions"
     subs.mkdir(parents=True, exist_ok=False)
     makers = [(kind, make, score, reason) for kind, make, score, reason in failure_kinds(a, root)]
-    for m in MISTAKES.get(assignment, []):
+    for m in mistakes(assignment, root):
         def make(d, s, m=m):
-            fixed = a.solutions[m.cell]
-            if m.old not in fixed:
-                raise ValueError(f"{assignment}: mistake {m.name!r} does not apply to {m.cell}")
-            _write(d, s, a.notebook(replace={m.cell: fixed.replace(m.old, m.new)}), a.name)
-        makers.append((f"mistake: {m.name}", make, a.total - a.lost(m.fails), "tests failed"))
-    if assignment in CHEATS:
-        cheat = CHEATS[assignment]
-        makers.append(("only calls vizlib", lambda d, s: _write(d, s, a.notebook(replace={cheat.cell: cheat.source}), a.name),
-                       a.total - a.lost(cheat.fails), "tests failed"))
+            _write(d, s, a.notebook(replace={m.cell: m.apply(a.solutions[m.cell])}), a.name)
+        makers.append((f"mistake: {m.name}", make, a.total - a.lost([*a.tests[m.cell], *m.also]), "tests failed"))
     makers.append(("correct", lambda d, s: _write(d, s, a.notebook(), a.name), a.total, ""))
     makers.append(("blank", lambda d, s: _write(d, s, a.notebook(solved=()), a.name), 0.0, "tests failed"))
     if kinds is not None:
