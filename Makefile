@@ -42,6 +42,7 @@ release: setup
 
 check-assignments: setup
 	$(VENV)/bin/vizlib check-assignments
+	$(VENV)/bin/vizlib check-assignments --mutants
 
 clean:
 	rm -rf build .pytest_cache

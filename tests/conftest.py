@@ -80,3 +80,21 @@ def serve_http(handler):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# The mutation score of each assignment (tests/test_mutants.py records it), printed at the end of
+# every run so that CI's log shows it; collected from the reports, so it works under xdist too.
+_MUTATION_SCORES: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report):
+    for key, value in getattr(report, "user_properties", ()):
+        if key == "mutation score":
+            _MUTATION_SCORES[report.nodeid] = value
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _MUTATION_SCORES:
+        terminalreporter.section("mutation score of the graded cells")
+        for line in sorted(set(_MUTATION_SCORES.values())):
+            terminalreporter.write_line(line)

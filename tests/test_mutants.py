@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("assignment", grading.assignment_ids(ROOT))
-def test_every_mutant_loses_points_on_its_own_part(assignment):
+def test_every_mutant_loses_points_on_its_own_part(assignment, record_property):
     report = mutants.run(assignment, ROOT)
-    print(mutants.format_report(report))
+    record_property("mutation score", report.summary())
     assert len(report.outcomes) >= 3 * len(mutants.program(assignment, ROOT).solutions)
     assert not report.problems, "\n".join(report.problems)
     assert report.score == 1.0

@@ -203,7 +203,7 @@ def main(argv=None) -> int:
             raise CourseNotFoundError(f"{root} has no assignment {', '.join(unknown)}; it has "
                                       f"{', '.join(assignment_ids(root))}")
     except CourseNotFoundError as exc:
-        print(f"vizlib {args.command}: {exc}", file=sys.stderr)
+        print(f"vizlib {dict(check='check-assignments').get(args.command, args.command)}: {exc}", file=sys.stderr)
         return 2
     print(f"course: {root}")
     if args.command == "release":
