@@ -1,6 +1,5 @@
 """vizlib.sanity: the pointing game, deletion / insertion curves and cascading randomisation
 are exact on hand-made cases, and on ShapesNet they show what lecture 15 teaches."""
-import copy
 
 import pytest
 import torch
