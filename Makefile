@@ -18,6 +18,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(PY) -c "import torch, torchvision, vizlib; print('vizlib ready: torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	# outputs that autosave writes into tracked notebooks never reach git (so `git pull` never conflicts):
+	# nbstripout as a clean filter, keeping cell ids (the committed notebooks are its fixed points)
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id' && git config filter.nbstripout.smudge cat && \
+	  attrs="$$(git rev-parse --git-path info/attributes)" && mkdir -p "$$(dirname "$$attrs")" && \
+	  { grep -qs 'ipynb filter=nbstripout' "$$attrs" || echo '*.ipynb filter=nbstripout' >> "$$attrs"; } && \
+	  echo "nbstripout: notebook outputs are stripped when you git add"; fi
 	touch $@
 
 course: setup

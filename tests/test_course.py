@@ -67,6 +67,14 @@ def test_notebooks_are_committed_without_outputs(path):
                 f"{path.name}: clear outputs before committing (cell: {cell.source[:60]!r})"
 
 
+def test_committed_notebooks_are_fixed_points_of_the_git_filter():
+    # `make setup` installs nbstripout --keep-id as git's clean filter: a notebook it would change
+    # would show as modified in every clone
+    out = subprocess.run([sys.executable, "-m", "nbstripout", "--keep-id", "--dry-run", *map(str, NOTEBOOKS)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", out
+
+
 def test_lectures_are_numbered_in_course_order():
     names = [p.name for p in book.lecture_paths(ROOT / "lectures")]
     numbers = [int(n[:2]) for n in names]

@@ -20,7 +20,6 @@ hundred forward and backward passes through VGG per picture. Here a small
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Mapping
