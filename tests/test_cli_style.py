@@ -130,3 +130,82 @@ def test_train_style_under_torchrun_with_two_processes(files):
     assert "on 2 process(es)" in proc.stdout
     net, info = fs.load_checkpoint(run / "checkpoint.safetensors")
     assert info["meta"]["world_size"] == 2 and info["meta"]["step"] == 2
+
+
+# --- everything is checked before the expensive part ------------------------------------------
+
+@pytest.fixture
+def nothing_expensive(monkeypatch):
+    """Fail loudly if a check comes after loading a network."""
+    import vizlib.models
+
+    def refuse(*a, **k):
+        raise AssertionError("a network was loaded before the arguments were checked")
+    monkeypatch.setattr(vizlib.models, "load_model", refuse)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stylize", "{content}", "{style}", "-o", "{tmp}/out.pgn"], "output '{tmp}/out.pgn': cannot tell an image format from '.pgn'"),
+    (["stylize", "{content}", "{style}", "-o", "{tmp}/result"], "cannot tell an image format from 'no extension'"),
+    (["stylize", "{content}", "{style}", "-o", "{content}/o.png"], "is a file, not a folder"),
+    (["stylize", "{content}", "{style}", "-o", "{tmp}/o.png", "--device", "banana"], "--device 'banana': not a device"),
+    (["stylize", "{content}", "{style}", "-o", "{tmp}/o.png", "--device", "cuda"], "--device 'cuda': this machine has no CUDA GPU"),
+    (["train-style", "{style}", "{tmp}/nofolder", "-o", "{tmp}/r"], "image folder not found"),
+    (["train-style", "{style}", "{content}", "-o", "{tmp}/r"], "is a file, not a folder"),
+    (["train-style", "{style}", "{folder}", "-o", "{content}/r"], "output folder"),
+    (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--device", "cuda:3"], "--device 'cuda:3'"),
+])
+def test_mistakes_are_one_line_before_any_network_loads(files, capsys, nothing_expensive, argv, message):
+    if "no CUDA" in message and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    subs = dict(tmp=files["tmp"], style=files["style"], content=files["content"], folder=files["folder"])
+    assert main([a.format(**subs) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message.format(**subs) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+    (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--steps", "-1"], "--steps: must be at least 1, not -1"),
+    (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--lr", "0"], "--lr: must be greater than 0"),
+    (["stylize", "{content}", "{style}", "-o", "{tmp}/o.png", "--size", "big"], "--size: 'big' is not a whole number"),
+])
+def test_bad_numbers_are_refused_by_the_parser(files, capsys, nothing_expensive, argv, message):
+    subs = dict(tmp=files["tmp"], style=files["style"], content=files["content"], folder=files["folder"])
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(**subs) for a in argv])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_its_default(capsys):
+    for command in ("stylize", "train-style"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: 256)" in text and "(default: auto)" in text
+        options = [w for w in text.split("options:")[1].split() if w.startswith("--") and w != "--help"]
+        assert text.count("(default:") >= len(set(o.rstrip(",") for o in options)) - 1  # all but --help
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("vizlib ")
+
+
+def test_a_file_that_is_not_an_image_is_skipped_with_its_name(files):
+    (files["folder"] / "notes.jpg").write_text("not a photo")
+    with pytest.warns(UserWarning, match="skipping 1 file.*notes.jpg"):
+        data = fs.ImageFolder(files["folder"], 16)
+    assert len(data) == 4
+
+
+def test_another_runs_checkpoint_is_not_resumed(files, capsys):
+    def run(style, steps=1, width=4):
+        return main(["train-style", str(style), str(files["folder"]), "-o", str(files["tmp"] / "run"),
+                     "--steps", str(steps), "--batch-size", "2", "--image-size", "16", "--style-size", "16",
+                     "--width", str(width), "--residual-blocks", "0", "--quiet", "--sample-every", "1000"])
+
+    assert run(files["style"]) == 0
+    other = _png(files["tmp"] / "other_style.png", 24, 24, seed=99)
+    assert run(other, steps=2) == 2
+    assert "belongs to another run (another style image)" in capsys.readouterr().err
+    assert run(files["style"], steps=2, width=8) == 2
+    assert "width 4 -> 8" in capsys.readouterr().err
+    assert run(files["style"], steps=2) == 0                     # the same run resumes
+    assert "trained 1 steps" in capsys.readouterr().out

@@ -10,7 +10,7 @@
     vizlib stylize --model CKPT CONTENT -o OUT   feed-forward style transfer with a trained network
     vizlib train-style STYLE IMAGES -o DIR train a fast style transfer network (torchrun for multi-GPU)
 
-Run `vizlib COMMAND --help` for a command's options.
+Run `vizlib COMMAND --help` for a command's options, `vizlib --version` for the version.
 """
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__.strip())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        from . import __version__
+        print(f"vizlib {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     if command == "book":
@@ -78,6 +82,100 @@ def _image_arg(source: str, what: str, size=None):
         raise _UsageError(f"{what} {source!r}: {e}") from None
 
 
+# Everything a run needs is checked before it loads a network or an image: a typo in -o must
+# not cost a two-minute run.
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def _writable_folder(folder, what: str) -> None:
+    """``folder`` exists and is writable, or can be created (its nearest existing parent is)."""
+    import os
+    from pathlib import Path
+
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise _UsageError(f"{what} {str(folder)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _UsageError(f"{what} {str(folder)!r}: cannot write in {str(probe)!r}")
+
+
+def _check_output_image(path) -> None:
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(path).expanduser()
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise _UsageError(f"output {str(path)!r}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
+                          "use .png or .jpg")
+    if path.is_dir():
+        raise _UsageError(f"output {str(path)!r} is a folder; give a file name such as {str(path / 'out.png')!r}")
+    _writable_folder(path.parent, "output")
+
+
+def _check_device(name):
+    """The ``--device`` the user named, available on this machine (``None``: the course's default)."""
+    import torch
+
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise _UsageError(f"--device {name!r}: not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise _UsageError(f"--device {name!r}: this machine has no CUDA GPU (torch {torch.__version__}); "
+                              "use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise _UsageError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise _UsageError(f"--device {name!r}: Apple's MPS is not available here; use cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise _UsageError(f"--device {name!r}: vizlib runs on cpu, cuda or mps")
+    return device
+
+
+def _check_image_folder(folder) -> None:
+    from pathlib import Path
+
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise _UsageError(f"image folder not found: {str(folder)!r}")
+    if not folder.is_dir():
+        raise _UsageError(f"image folder {str(folder)!r} is a file, not a folder")
+
+
 def _add_precision(p) -> None:
     from .render import PRECISIONS
 
@@ -89,39 +187,38 @@ def _stylize(argv) -> int:
     import argparse
 
     p = argparse.ArgumentParser(
-        prog="vizlib stylize",
+        prog="vizlib stylize", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Style transfer. With a STYLE image: optimise the picture (Gatys et al. 2016). "
                     "With --model CKPT: one pass through a network trained by `vizlib train-style`.")
     p.add_argument("content", help="content image: a path or URL")
     p.add_argument("style", nargs="*", help="style image(s): paths or URLs (several are blended)")
     p.add_argument("-o", "--output", required=True, help="where to write the result (PNG, JPEG …)")
     p.add_argument("--model", metavar="CKPT", help="a fast-style checkpoint (.safetensors): feed-forward mode")
-    p.add_argument("--size", type=int, default=256, help="shorter side of the content image in pixels (default 256)")
-    p.add_argument("--style-size", type=int, default=None, help="shorter side of the style image(s) (default: --size)")
-    p.add_argument("--network", default="vgg19", help="loss network (default vgg19; offline: the fallback)")
-    p.add_argument("--steps", type=int, default=200, help="optimiser steps per scale (default 200)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--content-weight", type=float, default=1.0)
-    p.add_argument("--style-weight", type=float, default=100.0)
-    p.add_argument("--tv-weight", type=float, default=1.0)
-    p.add_argument("--style-layers", default=None, help="comma-separated layer names")
-    p.add_argument("--content-layer", default=None)
-    p.add_argument("--init", choices=["content", "noise"], default="content")
+    p.add_argument("--size", type=_positive, default=256, help="shorter side of the content image in pixels")
+    p.add_argument("--style-size", type=_positive, default=None, help="shorter side of the style image(s) (None: --size)")
+    p.add_argument("--network", default="vgg19", help="loss network (offline: the real fallback network)")
+    p.add_argument("--steps", type=_positive, default=200, help="optimiser steps per scale")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="optimiser of the picture")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (None: the optimiser's own)")
+    p.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
+    p.add_argument("--style-weight", type=float, default=100.0, help="weight of the style loss")
+    p.add_argument("--tv-weight", type=float, default=1.0, help="weight of the total-variation loss")
+    p.add_argument("--style-layers", default=None, help="comma-separated layer names (None: the network's own)")
+    p.add_argument("--content-layer", default=None, help="layer name (None: the network's own)")
+    p.add_argument("--init", choices=["content", "noise"], default="content", help="the starting picture")
     p.add_argument("--scales", default=None, help="coarse-to-fine sizes, e.g. 128,256")
     p.add_argument("--preserve-colors", action="store_true", help="keep the content image's colours")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (noise start)")
     _add_precision(p)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the course's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        import torch
-
         from . import config
         from .images import save_image
 
-        device = torch.device(args.device) if args.device else config.device()
+        _check_output_image(args.output)
+        device = _check_device(args.device) or config.device()
         content = _image_arg(args.content, "content image", args.size)
         if args.model:
             from . import fast_style
@@ -169,31 +266,31 @@ def _train_style(argv) -> int:
     import argparse
 
     p = argparse.ArgumentParser(
-        prog="vizlib train-style",
+        prog="vizlib train-style", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a fast style transfer network (Johnson et al. 2016) for one style over a folder "
                     "of content images. Multi-GPU: torchrun --nproc_per_node=N -m vizlib.cli train-style …")
     p.add_argument("style", help="style image: a path or URL")
     p.add_argument("images", help="folder of content images (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder: checkpoint.safetensors and samples/")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--style-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--content-weight", type=float, default=1.0)
-    p.add_argument("--style-weight", type=float, default=1.0)
-    p.add_argument("--tv-weight", type=float, default=1.0)
-    p.add_argument("--width", type=int, default=32, help="transformer width (32 = Johnson et al.)")
-    p.add_argument("--residual-blocks", type=int, default=5)
-    p.add_argument("--network", default="vgg19", help="loss network (default vgg19; offline: the fallback)")
-    p.add_argument("--sample-every", type=int, default=200)
-    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--steps", type=_positive, default=2000, help="training steps in all (a resumed run counts its own)")
+    p.add_argument("--batch-size", type=_positive, default=4, help="content images per step")
+    p.add_argument("--image-size", type=_positive, default=256, help="side of the square training crops")
+    p.add_argument("--style-size", type=_positive, default=256, help="shorter side of the style image")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
+    p.add_argument("--style-weight", type=float, default=1.0, help="weight of the style loss")
+    p.add_argument("--tv-weight", type=float, default=1.0, help="weight of the total-variation loss")
+    p.add_argument("--width", type=_positive, default=32, help="transformer width (32 = Johnson et al.)")
+    p.add_argument("--residual-blocks", type=_non_negative, default=5, help="residual blocks of the transformer")
+    p.add_argument("--network", default="vgg19", help="loss network (offline: the real fallback network)")
+    p.add_argument("--sample-every", type=_positive, default=200, help="steps between sample pictures")
+    p.add_argument("--checkpoint-every", type=_positive, default=200, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--workers", type=_non_negative, default=0, help="data-loading processes")
     _add_precision(p)
-    p.add_argument("--device", default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the course's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         import torch
@@ -201,10 +298,13 @@ def _train_style(argv) -> int:
         from . import fast_style
         from .models import load_model
 
+        _check_image_folder(args.images)
+        _writable_folder(args.out, "output folder")
+        named_device = _check_device(args.device)
         style_img = _image_arg(args.style, "style image", args.style_size)
         rank, world, local_rank = fast_style._distributed()
-        if args.device:
-            device = torch.device(args.device)
+        if named_device is not None:
+            device = named_device
         elif world > 1 and torch.cuda.is_available():
             device = torch.device(f"cuda:{local_rank}")
         else:

@@ -19,13 +19,16 @@ hundred forward and backward passes through VGG per picture. Here a small
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from . import config
@@ -330,9 +333,22 @@ class ImageFolder(torch.utils.data.Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        candidates = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files, skipped = [], []
+        for path in candidates:  # a header read each: a text file named .jpg is skipped, not fatal
+            try:
+                with Image.open(path):
+                    pass
+                self.files.append(path)
+            except (OSError, ValueError):
+                skipped.append(path)
+        if skipped:
+            names = ", ".join(str(p.relative_to(self.root)) for p in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            warnings.warn(f"vizlib: skipping {len(skipped)} file(s) under {self.root} that are not readable "
+                          f"images: {names}{more}", stacklevel=2)
         if not self.files:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {self.root}")
+            raise ValueError(f"no images that can be read ({', '.join(IMAGE_SUFFIXES)}) under {self.root}")
         self.size = int(size)
 
     def __len__(self):
@@ -343,6 +359,25 @@ class ImageFolder(torch.utils.data.Dataset):
 
         img = load_image(self.files[i], size=self.size, downscale=True)
         return center_crop(img, self.size)[0]
+
+
+def _digest(image: torch.Tensor) -> str:
+    """SHA-256 of an image tensor's values: which style a checkpoint was trained on."""
+    return hashlib.sha256(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
+
+
+def _check_same_run(info: dict, *, style_digest: str, image_size: int, width: int, residual_blocks: int,
+                    path) -> None:
+    """Refuse to resume a checkpoint trained with another style image or another shape of run."""
+    meta, config = info.get("meta", {}), info.get("config", {})
+    wanted = {"style image": (meta.get("style_sha256"), style_digest),
+              "image size": (meta.get("image_size"), image_size),
+              "width": (config.get("width"), width),
+              "residual blocks": (config.get("residual_blocks"), residual_blocks)}
+    differ = [f"{what} {old} -> {new}" if what != "style image" else "another style image"
+              for what, (old, new) in wanted.items() if old is not None and old != new]
+    if differ:
+        raise CheckpointError(f"{path} belongs to another run ({'; '.join(differ)})")
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -417,6 +452,8 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         start, info = 0, None
         if resume and ckpt.is_file():
             transformer, info = load_checkpoint(ckpt)
+            _check_same_run(info, style_digest=_digest(style_image), image_size=image_size,
+                            width=width, residual_blocks=residual_blocks, path=ckpt)
             start = int(info["meta"].get("step", 0))
         else:
             with torch.random.fork_rng(devices=[]):
@@ -457,6 +494,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         weights = dict(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
         precision = resolve_precision(precision, device)
         meta = dict(weights, lr=lr, batch_size=batch_size, image_size=image_size, seed=seed, precision=precision,
+                    style_sha256=_digest(style_image),
                     world_size=world, style_layers=targets["style_layers"],
                     content_layer=targets["content_layer"], loss_model=getattr(model, "name", "?"))
         history: list[dict] = []
