@@ -6,6 +6,7 @@
     vizlib check-assignments --mutants     every realistic wrong solution loses points
     vizlib grade ASSIGNMENT FOLDER -o OUT  autograde a class in parallel: grades.csv + feedback
     vizlib models                          list the course's networks and where weights come from
+    vizlib cam IMAGE -o OUT                Grad-CAM (or saliency, IG ...) of a photo, over the photo
     vizlib stylize CONTENT STYLE -o OUT    neural style transfer by optimisation (Gatys et al.)
     vizlib stylize --model CKPT CONTENT -o OUT   feed-forward style transfer with a trained network
     vizlib train-style STYLE IMAGES -o DIR train a fast style transfer network (torchrun for multi-GPU)
@@ -54,6 +55,8 @@ def main(argv=None) -> int:
                 where = f"cached at {weights_path(name)}" if weights_path(name).exists() else "not downloaded yet"
             print(f"{name:18s} {where}")
         return 0
+    if command == "cam":
+        return _cam(rest)
     if command == "stylize":
         return _stylize(rest)
     if command == "train-style":
@@ -74,9 +77,13 @@ def _fail(message: str) -> int:
 
 
 def _image_arg(source: str, what: str, size=None):
-    from .images import ImageError, load_image
+    """An image argument: a path, a URL, or ``sample:NAME`` (a photo shipped with the installed
+    packages, e.g. ``sample:chelsea``; ``vizlib cam --samples`` lists them)."""
+    from .images import ImageError, load_image, sample_image
 
     try:
+        if str(source).startswith("sample:"):
+            return sample_image(str(source)[len("sample:"):], size=size)
         return load_image(source, size=size, downscale=True)
     except ImageError as e:  # not found, not an image, unreachable URL …
         raise _UsageError(f"{what} {source!r}: {e}") from None
@@ -181,6 +188,90 @@ def _add_precision(p) -> None:
 
     p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
                    help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
+
+
+# --- which pixels mattered (lectures 05-07) ---
+
+CAM_METHODS = ("grad_cam", "grad_cam_pp", "cam", "saliency", "guided_backprop", "smoothgrad",
+               "integrated_gradients", "occlusion")
+
+
+def _class_index(model, text: str) -> int:
+    """``--class``: an index or a class name of ``model`` (case-insensitive)."""
+    import difflib
+
+    classes = list(getattr(model, "classes", None) or [])
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < (len(classes) or 10 ** 9):
+            raise _UsageError(f"--class {index}: the network has classes 0..{len(classes) - 1}")
+        return index
+    lowered = [c.lower() for c in classes]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(classes[lowered.index(c)]) for c in close)}?" if close else ""
+    raise _UsageError(f"--class {text!r}: not a class of {getattr(model, 'name', 'the network')}{hint}")
+
+
+def _cam(argv) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="vizlib cam", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Which pixels made the network say what it said: a heatmap of a photo for one class, "
+                    "blended over the photo (Grad-CAM by default).")
+    p.add_argument("image", nargs="?", help="a path, a URL, or sample:NAME (e.g. sample:chelsea)")
+    p.add_argument("-o", "--output", help="where to write the overlay (PNG, JPEG …)")
+    p.add_argument("--network", default="resnet18", help="an ImageNet network (offline: the real fallback network)")
+    p.add_argument("--method", choices=CAM_METHODS, default="grad_cam", help="the attribution method")
+    p.add_argument("--class", dest="cls", default=None, help="class index or name to explain (None: the top class)")
+    p.add_argument("--layer", default=None, help="layer for the CAM methods (None: the network's last conv block)")
+    p.add_argument("--size", type=_positive, default=224, help="shorter side of the photo in pixels")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the heatmap")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the course's default)")
+    p.add_argument("--samples", action="store_true", help="list the sample photos and exit")
+    args = p.parse_args(argv)
+    try:
+        from .images import list_sample_images
+
+        if args.samples:
+            print(" ".join(f"sample:{name}" for name in list_sample_images()))
+            return 0
+        if not args.image or not args.output:
+            raise _UsageError("give an IMAGE and -o OUTPUT (e.g. vizlib cam sample:chelsea -o cam.png)")
+        if not 0 <= args.alpha <= 1:
+            raise _UsageError(f"--alpha {args.alpha}: must be between 0 and 1")
+        _check_output_image(args.output)
+        device = _check_device(args.device)
+        image = _image_arg(args.image, "image", args.size)
+
+        import torch
+
+        from . import attribution, models, plot
+        from .images import save_image
+
+        model = models.load_model(args.network, device=device)
+        target = _class_index(model, args.cls) if args.cls is not None else None
+        with torch.no_grad():
+            probs = model(image).softmax(1)[0]
+        top = int(probs.argmax())
+        target = top if target is None else target
+        kwargs = {"layer": args.layer} if args.layer and args.method in ("grad_cam", "grad_cam_pp") else {}
+        try:
+            heat = attribution.METHODS[args.method](model, image, torch.tensor([target]), **kwargs)
+        except KeyError as e:  # a layer name the network does not have
+            raise _UsageError(str(e).strip('"')) from None
+        # signed maps (integrated gradients, occlusion) are drawn by magnitude: where it mattered
+        blended = plot.overlay_heatmap(image[0], heat[0].abs(), alpha=args.alpha)
+        path = save_image(torch.from_numpy(blended).permute(2, 0, 1).float(), args.output)
+    except (_UsageError, ValueError) as e:
+        return _fail(str(e))
+    classes = getattr(model, "classes", None)
+    name = (lambda i: repr(classes[i]) if classes else f"class {i}")
+    print(f"{model.name}: top class {name(top)}; {args.method} of {name(target)} "
+          f"(p = {float(probs[target]):.2f}) -> {path}")
+    return 0
 
 
 def _stylize(argv) -> int:
