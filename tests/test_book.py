@@ -46,3 +46,27 @@ def test_book_kills_a_lecture_that_never_finishes(tmp_path):
     index = (out / "index.html").read_text()
     assert index.count("FAILED") == 1 and "02_fine.html" in index
     assert "did not finish within 4 s" in (out / "01_stuck.html").read_text()
+
+
+def test_pages_link_to_each_other_say_what_they_ran_on_and_partial_builds_keep_the_rest(tmp_path):
+    lectures = tmp_path / "lectures"
+    lectures.mkdir()
+    _notebook(lectures / "01_net.ipynb", ["from vizlib import models\nnet = models.load_model('shapesnet')"])
+    _notebook(lectures / "02_plain.ipynb", ["x = 1"])
+    _notebook(lectures / "03_later.ipynb", ["y = 2"])
+    out = tmp_path / "book"
+    assert book.build_book(lectures, out, quick=True, only=["01", "02"]) is True
+    first = (out / "01_net.html").read_text()
+    assert "shapesnet:" in first and "Ran on:" in first and "quick mode" in first
+    assert 'href="index.html"' in first and 'href="02_plain.html"' in first
+    second = (out / "02_plain.html").read_text()
+    assert 'href="01_net.html"' in second and 'href="03_later.html"' in second and "no course network" in second
+    index = (out / "index.html").read_text()
+    assert "ran on shapesnet" in index and "not built yet" in index           # 03 has not been built
+    # the executed notebook itself is the lecture, without the probe or the page's header
+    executed = nbformat.read(out / "notebooks" / "01_net.ipynb", as_version=4)
+    assert len(executed.cells) == 2 and executed.metadata["vizlib"]["models"][0].startswith("shapesnet:")
+    # a later build of one lecture updates only its entry
+    assert book.build_book(lectures, out, quick=True, only=["03"]) is True
+    index = (out / "index.html").read_text()
+    assert "not built yet" not in index and "ran on shapesnet" in index and index.count("<li>") == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import os
 import sys
 import time
@@ -91,26 +92,34 @@ def to_html(nb) -> str:
     return body
 
 
-def _index_page(rows: list[dict], quick: bool) -> str:
+def _index_page(rows: list[dict]) -> str:
     items = []
     for r in rows:
+        if r.get("page") is None:
+            items.append(f'<li><span class="todo">{html.escape(r["title"])}</span>'
+                         '<div class="meta">not built yet</div></li>')
+            continue
         status = "" if r["ok"] else ' <span class="fail">FAILED — see the page for the error</span>'
         thumbs = "".join(f'<img src="{html.escape(p)}" alt="figure">' for p in r["thumbs"])
+        models = r.get("models")
+        ran = ", ".join(m.split(":")[0] for m in models) if models else ("no network" if models == [] else "?")
+        mode = "quick" if r.get("quick") else "full"
         items.append(
             f'<li><a href="{html.escape(r["page"])}">{html.escape(r["title"])}</a>{status}'
-            f'<div class="meta">{r["figures"]} figures · ran in {r["seconds"]:.0f} s</div>'
+            f'<div class="meta">ran on {html.escape(ran)} · {mode} mode · {r["figures"]} figures · '
+            f'{r["seconds"]:.0f} s · built {html.escape(r.get("built", "?"))}</div>'
             f'<div class="thumbs">{thumbs}</div></li>')
-    mode = "quick mode (small sizes)" if quick else "full mode"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Seeing Inside ConvNets</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 960px; margin: 2em auto; padding: 0 1em; color: #222; }}
-li {{ margin: 1.2em 0; list-style: none; }} a {{ font-size: 1.2em; }}
+li {{ margin: 1.2em 0; list-style: none; }} a, .todo {{ font-size: 1.2em; }} .todo {{ color: #888; }}
 .meta {{ color: #666; font-size: 0.9em; }} .fail {{ color: #b00; font-weight: bold; }}
 .thumbs img {{ height: 90px; margin: 4px 4px 0 0; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>Seeing Inside ConvNets — the course book</h1>
-<p>Every lecture executed on the bundled sample images, {mode}, {time.strftime('%Y-%m-%d %H:%M')}.</p>
+<p>Every lecture executed on the bundled sample images; each entry says when, in which mode and on
+which network.</p>
 <ol>{''.join(items)}</ol></body></html>
 """
 
@@ -135,6 +144,7 @@ def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
     nb = nbformat.read(source, as_version=4)
     code = 0
     try:
+        nb.cells.append(nbformat.v4.new_code_cell(MODEL_PROBE))
         execute_notebook(nb, source.parent, quick, timeout=CELL_TIMEOUT_QUICK if quick else CELL_TIMEOUT,
                          on_start=_started_marker(target).touch)
     except (CellTimeoutError, TimeoutError) as e:  # a stalled kernel: worth one more try
@@ -143,8 +153,28 @@ def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
     except Exception as e:  # the partly executed notebook still goes into the book
         print(f"[book] {source.name} FAILED: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr)
         code = 1
+    _take_probe(nb)
     nbformat.write(nb, target)
     return code
+
+
+#: Run after a lecture's last cell, in its kernel: which course networks it holds (name and where
+#: the weights came from), so each page can say what it ran on. Removed before the book is written.
+MODEL_PROBE = """import json as _json
+from vizlib.models import CourseModel as _CourseModel
+print("VIZLIB-MODELS", _json.dumps(sorted({f"{_v.name}: {_v.source}" for _v in list(globals().values())
+                                           if isinstance(_v, _CourseModel)})))"""
+
+
+def _take_probe(nb) -> None:
+    """Remove the probe cell and keep what it printed in ``nb.metadata.vizlib.models`` (absent when
+    the lecture stopped before the probe ran)."""
+    if nb.cells and nb.cells[-1].cell_type == "code" and nb.cells[-1].source == MODEL_PROBE:
+        probe = nb.cells.pop()
+        for output in probe.get("outputs", []):
+            for line in output.get("text", "").splitlines():
+                if line.startswith("VIZLIB-MODELS "):
+                    nb.metadata.setdefault("vizlib", {})["models"] = json.loads(line.split(" ", 1)[1])
 
 
 #: Seconds a lecture's child process may take to start its kernel; the lecture's own limit
@@ -208,20 +238,56 @@ def run_isolated(source: Path, target: Path, quick: bool, limit: float, tries: i
     return False
 
 
+STATE = "book.json"  # what each built lecture's entry in the index says, kept between builds
+
+
+def _page_nb(nb, row: dict, prev: tuple[str, str] | None, nxt: tuple[str, str] | None):
+    """A copy of the executed notebook as its page shows it: a line saying what it ran on and
+    links to the index and the neighbouring lectures, above and below."""
+    import copy
+
+    import nbformat
+
+    links = [f"[← {prev[1]}]({prev[0]})" if prev else "", "[index](index.html)",
+             f"[{nxt[1]} →]({nxt[0]})" if nxt else ""]
+    nav = nbformat.v4.new_markdown_cell(" · ".join(x for x in links if x))
+    models = row.get("models")
+    ran = ("; ".join(f"`{m}`" for m in models) if models else
+           "no course network" if models == [] else "unknown (the lecture stopped before the end)")
+    mode = "quick mode (small sizes)" if row["quick"] else "full mode"
+    about = nbformat.v4.new_markdown_cell(f"*Ran on:* {ran} — {mode}, {row['built']}, {row['seconds']:.0f} s.")
+    page = copy.deepcopy(nb)
+    page.cells = [nav, about, *page.cells, copy.deepcopy(nav)]
+    return page
+
+
+def _load_state(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "build" / "book",
                quick: bool = False, only: list[str] | None = None, limit: float | None = None) -> bool:
     """Execute the lectures and write the book. Returns ``True`` when every lecture ran.
 
+    ``only``: lecture number prefixes to build; the index keeps the other lectures' entries from
+    earlier builds (``book.json``), so a partial build updates only its own lectures.
     ``limit``: seconds one lecture may take before it is killed and retried (default 300
-    in quick mode, 3600 otherwise).
+    in quick mode, 3600 otherwise). Every page says which course networks the lecture ran on
+    and links to the index and to the lectures before and after it.
     """
     import nbformat
 
     out_dir = Path(out_dir)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     limit = limit or (300 if quick else 3600)
-    rows, all_ok = [], True
-    for path in lecture_paths(lectures_dir):
+    paths = lecture_paths(lectures_dir)
+    titles = {p.stem: notebook_title(nbformat.read(p, as_version=4)) for p in paths}
+    state = _load_state(out_dir)
+    all_ok = True
+    for i, path in enumerate(paths):
         if only and not any(path.name.startswith(o) for o in only):
             continue
         start = time.perf_counter()
@@ -234,13 +300,19 @@ def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "b
         nb = nbformat.read(target, as_version=4)
         stem = path.stem
         figures = extract_figures(nb, out_dir / "figures" / stem)
-        (out_dir / f"{stem}.html").write_text(to_html(nb), encoding="utf-8")
-        rows.append(dict(title=notebook_title(nb), page=f"{stem}.html", ok=ok, seconds=seconds,
-                         figures=len(figures),
-                         thumbs=[str(p.relative_to(out_dir)) for p in figures[:6]]))
+        row = dict(title=notebook_title(nb), page=f"{stem}.html", ok=ok, seconds=seconds,
+                   figures=len(figures), thumbs=[str(p.relative_to(out_dir)) for p in figures[:6]],
+                   models=nb.metadata.get("vizlib", {}).get("models"), quick=quick,
+                   built=time.strftime("%Y-%m-%d %H:%M"))
+        prev = (f"{paths[i - 1].stem}.html", titles[paths[i - 1].stem]) if i > 0 else None
+        nxt = (f"{paths[i + 1].stem}.html", titles[paths[i + 1].stem]) if i + 1 < len(paths) else None
+        (out_dir / f"{stem}.html").write_text(to_html(_page_nb(nb, row, prev, nxt)), encoding="utf-8")
+        state[stem] = row
         print(f"[book] {path.name}: {'ok' if ok else 'FAILED'}, {len(figures)} figures, {seconds:.1f} s",
               flush=True)
-    (out_dir / "index.html").write_text(_index_page(rows, quick), encoding="utf-8")
+    (out_dir / STATE).write_text(json.dumps(state, indent=1))
+    rows = [state.get(p.stem) or dict(title=titles[p.stem], page=None) for p in paths]
+    (out_dir / "index.html").write_text(_index_page(rows), encoding="utf-8")
     print(f"[book] wrote {out_dir / 'index.html'}")
     return all_ok
 
