@@ -102,7 +102,8 @@ def _index_page(rows: list[dict]) -> str:
         status = "" if r["ok"] else ' <span class="fail">FAILED — see the page for the error</span>'
         thumbs = "".join(f'<img src="{html.escape(p)}" alt="figure">' for p in r["thumbs"])
         models = r.get("models")
-        ran = ", ".join(m.split(":")[0] for m in models) if models else ("no network" if models == [] else "?")
+        ran = ", ".join(dict.fromkeys(m.split(":")[0] for m in models)) if models else \
+            ("no network" if models == [] else "?")
         mode = "quick" if r.get("quick") else "full"
         items.append(
             f'<li><a href="{html.escape(r["page"])}">{html.escape(r["title"])}</a>{status}'
@@ -257,7 +258,8 @@ def _page_nb(nb, row: dict, prev: tuple[str, str] | None, nxt: tuple[str, str] |
     mode = "quick mode (small sizes)" if row["quick"] else "full mode"
     about = nbformat.v4.new_markdown_cell(f"*Ran on:* {ran} — {mode}, {row['built']}, {row['seconds']:.0f} s.")
     page = copy.deepcopy(nb)
-    page.cells = [nav, about, *page.cells, copy.deepcopy(nav)]
+    lecture = [c for c in page.cells if "colab" not in c.get("metadata", {}).get("tags", [])]  # no badge offline
+    page.cells = [nav, about, *lecture, copy.deepcopy(nav)]
     return page
 
 
