@@ -259,7 +259,8 @@ def _page_nb(nb, row: dict, prev: tuple[str, str] | None, nxt: tuple[str, str] |
     about = nbformat.v4.new_markdown_cell(f"*Ran on:* {ran} — {mode}, {row['built']}, {row['seconds']:.0f} s.")
     page = copy.deepcopy(nb)
     lecture = [c for c in page.cells if "colab" not in c.get("metadata", {}).get("tags", [])]  # no badge offline
-    page.cells = [nav, about, *lecture, copy.deepcopy(nav)]
+    bottom = nbformat.v4.new_markdown_cell(nav.source)  # its own cell id
+    page.cells = [nav, about, *lecture, bottom]
     return page
 
 
