@@ -142,9 +142,18 @@ def test_predict_returns_sorted_probabilities(tiny_net):
     x[:, 1] = 1.0  # green: channel 1 = -1 -> ReLU 0; logits (0, 0)
     x[:, 0] = 0.5  # red: channel 0 = 0.5 -> logits (0.5, 0)
     (top,) = models.predict(tiny_net, x, k=2)
-    assert [c for c, _ in top] == ["0", "1"]
+    assert [c for c, _ in top] == [0, 1]  # a model without class names: indices, not strings
     p0 = torch.softmax(torch.tensor([0.5, 0.0]), 0)
     assert top[0][1] == pytest.approx(float(p0[0]))
+
+
+def test_layer_paths_that_point_nowhere_are_refused_when_the_model_is_built():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU())
+    with pytest.raises(ValueError, match=r"CourseModel 'toy': layer paths that are not modules of the network: "
+                                         r"'conv' -> 'conv' \(paths are relative to the wrapped network"):
+        models.CourseModel(net, "toy", ["a", "b"], {"conv": "conv", "relu": "1"}, source="random", input_size=8)
+    ok = models.CourseModel(net, "toy", ["a", "b"], {"conv": "0", "relu": "1"}, source="random", input_size=8)
+    assert ok.layer("relu") is net[1]
 
 
 def test_random_initialisation_is_seeded_and_leaves_global_rng_alone():

@@ -77,6 +77,12 @@ class CourseModel(nn.Module):
         self.classes = list(classes)
         self.input_size = int(input_size)
         self.layer_paths = OrderedDict((k, "net." + v) for k, v in layer_paths.items())
+        modules = dict(net.named_modules())
+        nowhere = [f"{k!r} -> {v!r}" for k, v in layer_paths.items() if v not in modules]
+        if nowhere:
+            raise ValueError(f"CourseModel {name!r}: layer paths that are not modules of the network: "
+                             f"{', '.join(nowhere[:3])}{' …' if len(nowhere) > 3 else ''} (paths are "
+                             "relative to the wrapped network, e.g. 'features.0')")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, 3, H, W)`` in [0, 1] on any device -> logits ``(B, K)`` on ``x``'s device."""
@@ -489,12 +495,13 @@ def predict(model: nn.Module, images: torch.Tensor, k: int = 5) -> list[list[tup
     """Top-``k`` classes and probabilities for each image.
 
     ``images``: ``(B, 3, H, W)`` float in [0, 1] on any device; the model in eval mode.
-    Returns ``B`` lists of ``(class, prob)``.
+    Returns ``B`` lists of ``(class, prob)``: the class name, or the class index (an ``int``)
+    for a model without class names.
     """
     images = check_model_input(model, images)
     with torch.no_grad():
         probs = model(images).softmax(dim=1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
-    classes = getattr(model, "classes", None) or [str(i) for i in range(probs.shape[1])]
+    classes = getattr(model, "classes", None) or list(range(probs.shape[1]))
     return [[(classes[i], float(p)) for p, i in zip(ps.tolist(), ix.tolist())]
             for ps, ix in zip(top.values, top.indices)]
