@@ -195,6 +195,25 @@ def test_gradcam_and_plusplus_match_pytorch_grad_cam(shapesnet64, batch, layer):
     assert rel_err(ours, _pytorch_grad_cam(gc.GradCAMPlusPlus, m, layer, x, t)) < 1e-5
 
 
+def test_default_cam_layer_of_a_plain_torchvision_resnet_is_pytorch_grad_cams(random_model):
+    """A user's own torchvision ResNet (no course names): the default layer is ``layer4``, the same
+    tensor as ``layer4[-1]`` that pytorch-grad-cam recommends, and the maps agree (float64)."""
+    gc = pytest.importorskip("pytorch_grad_cam")
+    import torchvision
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).double().eval()
+    assert A.default_cam_layer(net) == "layer4"
+    assert A.default_cam_layer(torchvision.models.vgg11(weights=None)) == "features"
+    x = torch.rand(2, 3, 64, 80, dtype=torch.float64)
+    t = torch.tensor([3, 7])
+    ours = _as_pytorch_grad_cam(A.grad_cam(net, x, t, upsample=False), (64, 80))
+    with gc.GradCAM(model=net, target_layers=[net.layer4[-1]]) as c:
+        theirs = c(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(int(i)) for i in t])
+    assert rel_err(ours, torch.from_numpy(theirs).double()) < 1e-5
+
+
 def test_imagenet_architectures_match(random_model):
     """ResNet-18 (a ReLU module used twice per block) and SqueezeNet, random weights, float64."""
     captum = pytest.importorskip("captum.attr")

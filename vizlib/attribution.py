@@ -425,10 +425,17 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
 def default_cam_layer(model: nn.Module) -> str:
     """The layer a CAM-style map is read from by default: the one just before ``avgpool`` in a
     :class:`~vizlib.models.CourseModel` (``relu4`` in ShapesNet, ``layer4`` in ResNet,
-    ``pool5`` in VGG), else the last ``nn.Conv2d`` module."""
+    ``pool5`` in VGG). In any other network: the top-level module just before its global average
+    pool (a plain torchvision ResNet: ``layer4``, whose output is ``layer4[-1]``'s, the layer
+    pytorch-grad-cam recommends; VGG: ``features``, i.e. ``features[-1]``), else the last
+    ``nn.Conv2d`` module."""
     names = list(getattr(model, "layer_paths", {}) or {})
     if "avgpool" in names and names.index("avgpool") > 0:
         return names[names.index("avgpool") - 1]
+    children = list(model.named_children())
+    pools = [i for i, (_, m) in enumerate(children) if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))]
+    if not names and pools and pools[-1] > 0:
+        return children[pools[-1] - 1][0]
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer; name the layer explicitly")

@@ -165,8 +165,9 @@ def default_style_layers(model) -> list[str]:
     if all(n in names for n in VGG_STYLE_LAYERS):
         return list(VGG_STYLE_LAYERS)
     if not names:
-        raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no layer named "
-                         f"relu*; pass style_layers explicitly")
+        valid = list(getattr(model, "layer_paths", None) or (n for n, _ in model.named_modules() if n))
+        raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no layer named relu*; pass "
+                         f"style_layers explicitly, from: {', '.join(valid[:12])}{' …' if len(valid) > 12 else ''}")
     if len(names) <= 5:
         return names
     idx = [round(i * (len(names) - 1) / 4) for i in range(5)]
