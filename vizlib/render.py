@@ -782,7 +782,7 @@ def render(model: nn.Module, objective: Objective, param, *, steps: int, lr: flo
             between-step operations (``.after_step(pixels, grad, step)``, pixel
             parameterisation only).
         seed: seed of the transforms' random draws (the parameterisation has its own).
-        progress: show a tqdm bar (``None``: when ``steps >= 100``).
+        progress: show a tqdm bar with the loss being minimised (``None``: when ``steps >= 100``).
         callback: ``callback(step, image)`` after each step (``image`` detached); returning
             ``True`` stops the loop early.
         precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"``: ``"bfloat16"`` runs
@@ -888,7 +888,7 @@ def render(model: nn.Module, objective: Objective, param, *, steps: int, lr: flo
                 history[n].append(record[n])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(objective=f"{record['objective']:.3g}")
+                bar.set_postfix(loss=f"{record['loss']:.4g}")  # what is minimised, as every vizlib bar shows
             if callback is not None:
                 with torch.no_grad():
                     if callback(step, param().detach()):
