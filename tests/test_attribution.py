@@ -477,3 +477,15 @@ def test_attribution_figures_and_explorers(shapesnet, batch):
         assert isinstance(w, ipywidgets.interactive)
     assert hook_count(shapesnet) == 0
     plt.close("all")
+
+
+def test_a_long_occlusion_sweep_shows_progress_and_a_short_one_does_not(shapesnet64, batch, capsys):
+    x, t = batch["images"][:1].double(), batch["labels"][:1]
+    quiet = A.occlusion(shapesnet64, x, t, patch=8)                       # 64 windows: one pass
+    assert "occlusion" not in capsys.readouterr().err
+    shown = A.occlusion(shapesnet64, x, t, patch=8, batch_size=4)         # 16 passes
+    err = capsys.readouterr().err
+    assert "occlusion" in err and "/16 [" in err
+    assert torch.equal(quiet, shown)
+    A.occlusion(shapesnet64, x, t, patch=8, batch_size=4, progress=False)
+    assert "occlusion" not in capsys.readouterr().err
