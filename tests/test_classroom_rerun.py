@@ -103,3 +103,20 @@ def test_a_run_killed_midway_resumes_without_losing_or_double_counting(tmp_path)
     summary = classroom.grade_class(ASSIGNMENT, subs, out, jobs=2, progress=False)
     assert summary["graded"] == 5 - done and summary["unchanged"] == done
     _check(expected, _rows(summary["csv"]))
+
+
+def test_a_slow_read_only_instructor_cell_does_not_cost_the_student(tmp_path):
+    # the imports cell is the instructor's: a cold `import torch` on a busy machine must not zero
+    # a correct submission under a tight per-cell limit (it did, twice, in a class of 200)
+    course = _course_copy(tmp_path / "course")
+    source = course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = json.loads(source.read_text())
+    imports = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "imports")
+    imports["source"] = "import time\ntime.sleep(4)\n" + "".join(imports["source"])
+    source.write_text(json.dumps(nb))
+    subprocess.run([sys.executable, "-m", "vizlib.course.grading", "release", "--course", str(course)],
+                   check=True, capture_output=True)
+    expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=1, kinds=["correct"], root=course)
+    summary = classroom.grade_class(ASSIGNMENT, tmp_path / "class" / "submissions", tmp_path / "out",
+                                    jobs=1, cell_timeout=2, progress=False, root=course)
+    _check(expected, _rows(summary["csv"]))

@@ -12,7 +12,8 @@ once, with its score, the score of every graded cell and, where something went w
   assignment: zero, with the reason;
 - a read-only graded cell that was edited: the original is restored before grading (nbgrader does
   this) and the CSV says so; a graded cell that was deleted scores zero;
-- a cell that runs past ``cell_timeout`` is interrupted and the rest of the notebook still runs;
+- a cell that runs past ``cell_timeout`` is interrupted and the rest of the notebook still runs
+  (the instructor's read-only cells, such as the imports, get ten times the limit);
   a kernel that dies scores zero; a submission whose grading outlives its whole budget is killed;
 - megabytes of printed output are cut to ``MAX_OUTPUT_CHARS`` per output in the feedback.
 

@@ -56,6 +56,23 @@ def assignment_ids(root: Path | None = None) -> list[str]:
                   if p.is_dir() and any(p.glob("*.ipynb")))
 
 
+#: The instructor's own read-only cells (imports, helpers) may run this many times the per-cell
+#: limit: a cold ``import torch`` on a busy machine once took longer than a 15 s limit and zeroed
+#: two students of a synthetic class for a cell they could not change.
+INSTRUCTOR_CELL_FACTOR = 10
+
+
+def _cell_limit(timeout: int):
+    """nbclient's ``timeout_func``: ``timeout`` for the cells a student's code runs in (solutions
+    and graded tests), a generous limit for the read-only cells the instructor wrote."""
+    def limit(cell) -> int:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("locked") and not meta.get("grade") and not meta.get("solution"):
+            return max(timeout * INSTRUCTOR_CELL_FACTOR, 120)
+        return timeout
+    return limit
+
+
 def _api(course: Path, timeout: int = 300):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
@@ -65,6 +82,7 @@ def _api(course: Path, timeout: int = 300):
     c.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
     c.ExecutePreprocessor.timeout = timeout
     c.Execute.timeout = timeout
+    c.Execute.timeout_func = _cell_limit(timeout)
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     return NbGraderAPI(config=c)
 
