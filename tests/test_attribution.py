@@ -489,3 +489,15 @@ def test_a_long_occlusion_sweep_shows_progress_and_a_short_one_does_not(shapesne
     assert torch.equal(quiet, shown)
     A.occlusion(shapesnet64, x, t, patch=8, batch_size=4, progress=False)
     assert "occlusion" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, kwargs", [("smoothgrad", dict(samples=12, batch_size=1)),
+                                            ("integrated_gradients", dict(steps=12, batch_size=1))])
+def test_long_gradient_loops_show_progress(shapesnet64, batch, capsys, method, kwargs):
+    x, t = batch["images"][:1].double(), batch["labels"][:1]
+    fn = getattr(A, method)
+    shown = fn(shapesnet64, x, t, **kwargs)                               # 12 passes
+    assert f"{method}:" in capsys.readouterr().err
+    quiet = fn(shapesnet64, x, t, **{**kwargs, "batch_size": 64})         # one pass
+    assert method not in capsys.readouterr().err
+    torch.testing.assert_close(shown, quiet)

@@ -196,6 +196,17 @@ def _windows(h: int, w: int, patch: int, stride: int, device) -> tuple[torch.Ten
 PROGRESS_PASSES = 10
 
 
+def _batch_starts(rows: int, batch_size: int, desc: str, progress: bool | None):
+    """The first row of each batch of ``rows``, with a progress bar over the passes (``None``:
+    when there are at least :data:`PROGRESS_PASSES`)."""
+    passes = -(-rows // batch_size)
+    show = passes >= PROGRESS_PASSES if progress is None else bool(progress)
+    with tqdm(total=passes, desc=desc, unit="pass", disable=not show, leave=False) as bar:
+        for start in range(0, rows, batch_size):
+            yield start
+            bar.update(1)
+
+
 @torch.no_grad()
 def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn, progress=None):
     x = _prepare(model, images, fn)
@@ -210,16 +221,15 @@ def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn,
     masks, nh, nw = _windows(h, w, patch, stride, x.device)
     colours = _fill_value(x, fill)
     scores = torch.empty(b, masks.shape[0], dtype=base.dtype, device=x.device)
-    passes = b * -(-masks.shape[0] // batch_size)
-    show = passes >= PROGRESS_PASSES if progress is None else bool(progress)
-    with tqdm(total=passes, desc=fn, unit="pass", disable=not show, leave=False) as bar:
-        for i in range(b):
-            t_i = target if callable(target) else int(target[i])
-            for start in range(0, masks.shape[0], batch_size):
-                m = masks[start:start + batch_size, None]                     # (p, 1, H, W)
-                copies = torch.where(m, colours[i:i + 1], x[i:i + 1])          # (p, 3, H, W)
-                scores[i, start:start + m.shape[0]] = class_scores(model(fast_layout(copies)), t_i)
-                bar.update(1)
+    p = masks.shape[0]
+    per_image = -(-p // batch_size)
+    # every (image, window batch) pair is one pass; rows = images x padded windows
+    for start in _batch_starts(b * per_image * batch_size, batch_size, fn, progress):
+        i, first = divmod(start // batch_size, per_image)
+        t_i = target if callable(target) else int(target[i])
+        m = masks[first * batch_size:(first + 1) * batch_size, None]       # (p, 1, H, W)
+        copies = torch.where(m, colours[i:i + 1], x[i:i + 1])              # (p, 3, H, W)
+        scores[i, first * batch_size:first * batch_size + m.shape[0]] = class_scores(model(fast_layout(copies)), t_i)
     return x, base, scores, masks, nh, nw
 
 
@@ -340,7 +350,8 @@ def deconvnet(model: nn.Module, images: torch.Tensor, target=None) -> torch.Tens
 
 
 def smoothgrad(model: nn.Module, images: torch.Tensor, target=None, *, samples: int = 16,
-               noise: float = 0.15, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+               noise: float = 0.15, seed: int = 0, batch_size: int = 64,
+               progress: bool | None = None) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): the saliency map averaged over noisy copies.
 
     Each copy is ``x + N(0, sigma^2)`` with ``sigma = noise * (max(x) - min(x))`` per image
@@ -348,6 +359,8 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target=None, *, samples: 
     seeded with ``seed``; the clean image's top class is explained when ``target`` is None.
 
     Returns ``(B, H, W)`` >= 0: the mean over ``samples`` copies of ``max_c |grad|``.
+    ``progress``: a bar over the backward passes (``None``: when there are at least
+    :data:`PROGRESS_PASSES`).
     """
     x = _prepare(model, images, "smoothgrad")
     samples = _check_positive_int(samples, "samples")
@@ -363,7 +376,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target=None, *, samples: 
     noisy = x.repeat_interleave(samples, dim=0) + eps
     rep = _repeat_target(target, samples)
     maps = []
-    for start in range(0, noisy.shape[0], batch_size):
+    for start in _batch_starts(noisy.shape[0], batch_size, "smoothgrad", progress):
         t = _rows(rep, start, start + batch_size)
         maps.append(_grad_wrt_input(model, fast_layout(noisy[start:start + batch_size]), t).abs().amax(1))
     out = torch.cat(maps).reshape(b, samples, *x.shape[2:]).mean(1)
@@ -388,7 +401,7 @@ def _path_nodes(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
 
 def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *, baseline=0.0,
                          steps: int = 32, method: str = "gausslegendre",
-                         batch_size: int = 64) -> torch.Tensor:
+                         batch_size: int = 64, progress: bool | None = None) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017), summed over colour channels.
 
     ``IG_i = (x_i - x'_i) * integral_0^1 d score(x' + a (x - x')) / d x_i da``, the integral
@@ -397,6 +410,8 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
     Completeness: ``map.sum() ~= score(x) - score(x')``.
 
     Returns ``(B, H, W)``, signed (Captum's ``IntegratedGradients`` summed over dim 1).
+    ``progress``: a bar over the backward passes (``None``: when there are at least
+    :data:`PROGRESS_PASSES`).
 
     The path images run in channels-last memory order (:func:`vizlib.models.fast_layout`),
     1.1-1.3x faster on CPU; over the averaged path the map is as close to a float64 computation
@@ -424,7 +439,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
         (x - base).repeat_interleave(steps, 0)
     rep = _repeat_target(target, steps)
     grads = []
-    for start in range(0, path.shape[0], batch_size):
+    for start in _batch_starts(path.shape[0], batch_size, "integrated_gradients", progress):
         t = _rows(rep, start, start + batch_size)
         grads.append(_grad_wrt_input(model, fast_layout(path[start:start + batch_size]), t))
     grads = torch.cat(grads).reshape(b, steps, *x.shape[1:])
