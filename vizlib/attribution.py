@@ -196,15 +196,11 @@ def _windows(h: int, w: int, patch: int, stride: int, device) -> tuple[torch.Ten
 PROGRESS_PASSES = 10
 
 
-def _batch_starts(rows: int, batch_size: int, desc: str, progress: bool | None):
-    """The first row of each batch of ``rows``, with a progress bar over the passes (``None``:
-    when there are at least :data:`PROGRESS_PASSES`)."""
-    passes = -(-rows // batch_size)
+def _progress(passes: int, desc: str, progress: bool | None):
+    """A tqdm bar over ``passes`` forward/backward passes (``progress=None``: shown when there are
+    at least :data:`PROGRESS_PASSES`)."""
     show = passes >= PROGRESS_PASSES if progress is None else bool(progress)
-    with tqdm(total=passes, desc=desc, unit="pass", disable=not show, leave=False) as bar:
-        for start in range(0, rows, batch_size):
-            yield start
-            bar.update(1)
+    return tqdm(total=passes, desc=desc, unit="pass", disable=not show, leave=False)
 
 
 @torch.no_grad()
@@ -221,15 +217,14 @@ def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn,
     masks, nh, nw = _windows(h, w, patch, stride, x.device)
     colours = _fill_value(x, fill)
     scores = torch.empty(b, masks.shape[0], dtype=base.dtype, device=x.device)
-    p = masks.shape[0]
-    per_image = -(-p // batch_size)
-    # every (image, window batch) pair is one pass; rows = images x padded windows
-    for start in _batch_starts(b * per_image * batch_size, batch_size, fn, progress):
-        i, first = divmod(start // batch_size, per_image)
-        t_i = target if callable(target) else int(target[i])
-        m = masks[first * batch_size:(first + 1) * batch_size, None]       # (p, 1, H, W)
-        copies = torch.where(m, colours[i:i + 1], x[i:i + 1])              # (p, 3, H, W)
-        scores[i, first * batch_size:first * batch_size + m.shape[0]] = class_scores(model(fast_layout(copies)), t_i)
+    with _progress(b * -(-masks.shape[0] // batch_size), fn, progress) as bar:
+        for i in range(b):
+            t_i = target if callable(target) else int(target[i])
+            for start in range(0, masks.shape[0], batch_size):
+                m = masks[start:start + batch_size, None]                     # (p, 1, H, W)
+                copies = torch.where(m, colours[i:i + 1], x[i:i + 1])          # (p, 3, H, W)
+                scores[i, start:start + m.shape[0]] = class_scores(model(fast_layout(copies)), t_i)
+                bar.update(1)
     return x, base, scores, masks, nh, nw
 
 
@@ -376,9 +371,11 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target=None, *, samples: 
     noisy = x.repeat_interleave(samples, dim=0) + eps
     rep = _repeat_target(target, samples)
     maps = []
-    for start in _batch_starts(noisy.shape[0], batch_size, "smoothgrad", progress):
-        t = _rows(rep, start, start + batch_size)
-        maps.append(_grad_wrt_input(model, fast_layout(noisy[start:start + batch_size]), t).abs().amax(1))
+    with _progress(-(-noisy.shape[0] // batch_size), "smoothgrad", progress) as bar:
+        for start in range(0, noisy.shape[0], batch_size):
+            t = _rows(rep, start, start + batch_size)
+            maps.append(_grad_wrt_input(model, fast_layout(noisy[start:start + batch_size]), t).abs().amax(1))
+            bar.update(1)
     out = torch.cat(maps).reshape(b, samples, *x.shape[2:]).mean(1)
     return _finish(out, images)
 
@@ -439,9 +436,11 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
         (x - base).repeat_interleave(steps, 0)
     rep = _repeat_target(target, steps)
     grads = []
-    for start in _batch_starts(path.shape[0], batch_size, "integrated_gradients", progress):
-        t = _rows(rep, start, start + batch_size)
-        grads.append(_grad_wrt_input(model, fast_layout(path[start:start + batch_size]), t))
+    with _progress(-(-path.shape[0] // batch_size), "integrated_gradients", progress) as bar:
+        for start in range(0, path.shape[0], batch_size):
+            t = _rows(rep, start, start + batch_size)
+            grads.append(_grad_wrt_input(model, fast_layout(path[start:start + batch_size]), t))
+            bar.update(1)
     grads = torch.cat(grads).reshape(b, steps, *x.shape[1:])
     avg = (grads.double() * wts[None, :, None, None, None]).sum(1)
     return _finish(((x - base).double() * avg).sum(1), images)

@@ -452,7 +452,8 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | N
         facts = prepare_template(assignment, template, root)
         n_cells = len(facts["graded"]) + len(facts["readonly"])
         budget = budget or cell_timeout * (n_cells + 4) + 120
-        keys = {s.student: {"assignment": assignment, "sha256": _digest(s), "tests": tests_digest(assignment, root),
+        tests = tests_digest(assignment, root)  # once: it hashes the whole source folder
+        keys = {s.student: {"assignment": assignment, "sha256": _digest(s), "tests": tests,
                             "vizlib": __version__, "quick": quick} for s in subs}
         why = {s.student: _regrade_reason(state.get(s.student), keys[s.student]) for s in subs}
         todo = [s for s in subs if why[s.student]]
