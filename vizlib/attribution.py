@@ -43,7 +43,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import config
 from . import images as _images
@@ -51,6 +50,7 @@ from . import shapes as _shapes
 from .hooks import capture_activations, capture_inputs, relu_backward_rule
 from .images import check_images
 from .models import fast_layout, get_layer, require_eval, to_model
+from .progress import PROGRESS_PASSES, progress_bar
 
 __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "saliency",
            "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
@@ -191,16 +191,11 @@ def _windows(h: int, w: int, patch: int, stride: int, device) -> tuple[torch.Ten
     return masks, len(ys), len(xs)
 
 
-#: An occlusion sweep of at least this many forward passes shows a progress bar by default
-#: (ResNet-18 at 224 px with the default 8-px patch: 13 passes of 64 copies, about two minutes here).
-PROGRESS_PASSES = 10
-
-
 def _progress(passes: int, desc: str, progress: bool | None):
-    """A tqdm bar over ``passes`` forward/backward passes (``progress=None``: shown when there are
-    at least :data:`PROGRESS_PASSES`)."""
-    show = passes >= PROGRESS_PASSES if progress is None else bool(progress)
-    return tqdm(total=passes, desc=desc, unit="pass", disable=not show, leave=False)
+    """A bar over ``passes`` forward/backward passes (:func:`vizlib.progress.progress_bar`;
+    ``progress=None``: shown when there are at least :data:`PROGRESS_PASSES`, imported from
+    :mod:`vizlib.progress`)."""
+    return progress_bar(passes, desc, progress, unit="pass", threshold=PROGRESS_PASSES)
 
 
 @torch.no_grad()

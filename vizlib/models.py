@@ -2,7 +2,8 @@
 
 ``load_model(name)`` returns a :class:`CourseModel`: it takes images as the whole library
 does, ``(B, 3, H, W)`` float in [0, 1], normalises them itself, and knows its class names
-and its layers by name (``conv1``, ``relu4_1``, ``fc8``), not by index.
+and its layers by name (``conv1``, ``relu4_1``, ``fc8``), not by index. ``wrap(net)`` gives
+your own network the same door (:func:`wrap`).
 
 Weights come from torchvision's ImageNet checkpoints, cached under ``torch.hub.get_dir()``
 (which respects ``TORCH_HOME``). When they cannot be had — no network, a refused download,
@@ -16,6 +17,7 @@ import difflib
 import re
 import sys
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -114,6 +116,229 @@ class CourseModel(nn.Module):
 _TOO_SMALL = re.compile(r"Output size is too small|Kernel size can't be greater than actual input"
                         r"|smaller than kernel|Calculated (padded )?input size|input size .* is too small",
                         re.IGNORECASE)
+
+
+# ----------------------------------------------------------------------------------------
+# Your own network
+# ----------------------------------------------------------------------------------------
+
+def wrap(net: nn.Module, *, mean=IMAGENET_MEAN, std=IMAGENET_STD, classes=None, layers=None,
+         name: str | None = None, input_size: int | None = None) -> CourseModel:
+    """Give any classifier the course's door, so that every vizlib function works on it.
+
+    ``net`` maps *normalised* images ``(B, 3, H, W)`` to logits ``(B, K)``, as it was trained;
+    the returned :class:`CourseModel` takes images in [0, 1], as the whole library does,
+    computes ``net((x - mean) / std)`` on ``net``'s device and returns the logits on ``x``'s
+    device. Attribution (Grad-CAM with its default layer too), :func:`predict`, layer
+    activations, rendering and style losses then work as on :func:`load_model`'s networks::
+
+        model = wrap(my_net, classes=["cat", "dog"], layers={"block3": "features.2", "avgpool": "pool"})
+        heatmap = grad_cam(model, images)       # images (B, 3, H, W) in [0, 1]; layer "block3"
+
+    Args:
+        net: any ``nn.Module`` classifier (not already a :class:`CourseModel`).
+        mean, std: the per-channel (R, G, B) normalisation ``net`` was trained with (default
+            ImageNet's); 3 numbers each, ``std > 0``.
+        classes: the ``K`` class names, index-aligned with the logits; ``None``: the model
+            answers with class indices (``predict`` gives ``int`` s). When ``net``'s last
+            module with parameters is an ``nn.Linear``, its ``out_features`` must equal
+            ``len(classes)``.
+        layers: ``{name: path}``, the names vizlib will know the layers by, each mapped to a
+            module path *relative to* ``net``, as ``net.named_modules()`` spells it
+            (``"features.3"``, ``"layer4.1"``). ``None``: a torchvision AlexNet, VGG, ResNet or
+            SqueezeNet (and the course's own ShapesNet, EfficientNet-Lite0) gets the names
+            :func:`load_model` gives it (``relu4_1``, ``layer4``); any other network gets every
+            submodule under its own path, a container listed after the modules inside it
+            (``features.0.0, features.0.1, features.0, …, features``), except its global
+            average pool (the last ``nn.AdaptiveAvgPool2d(1)``), named ``"avgpool"``. Grad-CAM
+            and CAM read the layer listed just before the one named ``"avgpool"`` (ResNet:
+            ``layer4``; the block before the pool), else the last ``nn.Conv2d``
+            (:func:`vizlib.attribution.default_cam_layer`) — give ``layers`` an ``"avgpool"``
+            entry to get the same. Style losses use ``relu*`` names, or else the rectifier
+            modules (``nn.ReLU`` …) named before the first ``nn.Linear``.
+        name: the model's name in messages (default ``type(net).__name__``).
+        input_size: the image side rendering and probes use by default (default 224);
+            inputs of any size, square or not, are accepted.
+
+    Returns:
+        a :class:`CourseModel` with ``source="custom"``, whose ``.net`` *is* ``net``: the
+        parameters are shared, not copied (a change to one is a change to the other).
+        ``net`` itself is not changed: its weights, train/eval mode, ``requires_grad`` flags
+        and device stay as they are, and no hook is added. The wrapper takes ``net``'s mode,
+        so a network in training mode is refused by vizlib with the usual message (call
+        ``.eval()`` — on either, it is the same network). Activations captured for gradient
+        methods are the live tensors: a layer followed by an in-place activation
+        (``nn.ReLU(inplace=True)``) is seen after it; name the activation instead.
+
+    Raises:
+        TypeError / ValueError, with a one-line message, for a ``net`` that is not a module,
+        ``mean`` / ``std`` that are not 3 numbers (or a ``std`` that is not positive), class
+        names that are not a sequence of ``str`` or do not match the number of outputs, and
+        any layer path that names no module of ``net`` (with the closest valid paths).
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"wrap: net must be a torch.nn.Module, got {type(net).__name__}")
+    if isinstance(net, CourseModel):
+        raise ValueError(f"wrap: {net.name!r} is already a CourseModel (it normalises at its door); "
+                         "use it as it is, or wrap its .net")
+    if name is None:
+        name = type(net).__name__
+    elif not isinstance(name, str) or not name:
+        raise TypeError(f"wrap: name must be a non-empty str, got {name!r}")
+    if input_size is None:
+        input_size = 224
+    elif isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"wrap: input_size must be a positive int (an image side in pixels), got {input_size!r}")
+    mean = _channel_stats(mean, "mean")
+    std = _channel_stats(std, "std")
+    if min(std) <= 0:
+        raise ValueError(f"wrap: std must be positive in every channel, got {std}")
+    classes = _check_classes(net, classes, name)
+    modules = dict(net.named_modules())
+    style_layers = content_layer = None
+    if layers is None:
+        known = _known_layer_paths(net, modules)
+        if known is not None:
+            layers, style_layers, content_layer = known
+        else:
+            layers = _generic_names(net, modules)
+    else:
+        layers = _check_layers(layers, modules, name)
+    if style_layers is None:
+        style_layers, content_layer = _rectifier_style_layers(net, layers, modules)
+    model = CourseModel(net, name, classes, layers, source="custom", input_size=input_size,
+                        mean=mean, std=std, style_layers=style_layers, content_layer=content_layer)
+    model.normalize.to(model_device(net))     # the door's buffers only: net stays where it is
+    model.training = model.normalize.training = net.training
+    return model
+
+
+def _channel_stats(values, what: str) -> tuple:
+    try:
+        t = torch.as_tensor(values, dtype=torch.float64).detach().cpu().flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"wrap: {what} must be 3 numbers, one per RGB channel; got {values!r}") from None
+    if t.numel() != 3:
+        raise ValueError(f"wrap: {what} must be 3 numbers, one per RGB channel; got {t.numel()}: {t.tolist()}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"wrap: {what} must be finite, got {t.tolist()}")
+    return tuple(t.tolist())
+
+
+def _check_classes(net: nn.Module, classes, name: str) -> list:
+    if classes is None:
+        return []
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise TypeError(f"wrap: classes must be a list or tuple of class names (str), got {type(classes).__name__}")
+    bad = [c for c in classes if not isinstance(c, str)]
+    if bad:
+        raise TypeError(f"wrap: classes must be class names (str); got {type(bad[0]).__name__} {bad[0]!r}")
+    last = None
+    for path, module in net.named_modules():
+        if next(module.parameters(recurse=False), None) is not None:
+            last = (path, module)
+    if last is not None and isinstance(last[1], nn.Linear) and last[1].out_features != len(classes):
+        raise ValueError(f"wrap: {len(classes)} class names for {name}, whose last layer {last[0]!r} "
+                         f"(nn.Linear) has {last[1].out_features} outputs; give one name per output")
+    return list(classes)
+
+
+def _check_layers(layers, modules: dict, name: str) -> "OrderedDict[str, str]":
+    if not isinstance(layers, Mapping):
+        raise TypeError(f"wrap: layers must be a dict {{name: module path}}, got {type(layers).__name__}")
+    paths = [p for p in modules if p]
+    checked = OrderedDict()
+    for key, path in layers.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"wrap: layer names must be non-empty str, got {key!r}")
+        if not isinstance(path, str):
+            raise TypeError(f"wrap: layer {key!r} must map to a module path (a str such as 'features.3'), "
+                            f"got {type(path).__name__}")
+        if path not in modules or not path:
+            close = difflib.get_close_matches(path, paths, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(map(repr, close))}?" if close else \
+                f"valid paths include {', '.join(map(repr, paths[:8]))}{' …' if len(paths) > 8 else ''}"
+            raise ValueError(f"wrap: layer {key!r} -> {path!r} is not a module of {name} (paths are "
+                             f"relative to the network, as in net.named_modules()); {hint}")
+        checked[key] = path
+    return checked
+
+
+def _module_paths(net: nn.Module) -> list[str]:
+    """Every submodule's dotted path, each container after the modules inside it: in a network
+    that registers its modules in the order it calls them, the order their outputs are ready.
+    A module registered twice is listed once, under the path ``named_modules()`` gives it."""
+    seen, order = {id(net)}, []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for child_name, child in module.named_children():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            visit(child, f"{prefix}{child_name}.")
+            order.append(f"{prefix}{child_name}")
+
+    visit(net, "")
+    return order
+
+
+def _generic_names(net: nn.Module, modules: dict) -> "OrderedDict[str, str]":
+    """Every submodule under its own path (:func:`_module_paths`), except the global average
+    pool — the last ``nn.AdaptiveAvgPool2d(1)`` — which is called ``avgpool``, as in the
+    course's networks, so that CAM finds it and Grad-CAM reads the layer listed before it."""
+    paths = _module_paths(net)
+    pools = [p for p in paths if isinstance(modules[p], nn.AdaptiveAvgPool2d)
+             and modules[p].output_size in (1, (1, 1))]
+    pool = pools[-1] if pools and "avgpool" not in paths else None
+    return OrderedDict(("avgpool" if p == pool else p, p) for p in paths)
+
+
+def _known_layer_paths(net: nn.Module, modules: dict):
+    """``(paths, style_layers, content_layer)`` as :func:`load_model` names an architecture it
+    knows, or ``None`` (another network, or one modified so that the names no longer fit)."""
+    import torchvision.models as tvm
+
+    from . import efficientnet
+    from .offline import ShapesNet
+
+    try:
+        if isinstance(net, efficientnet.EfficientNetLite0):
+            found = (efficientnet.layer_paths(net), efficientnet.STYLE_LAYERS, efficientnet.CONTENT_LAYER)
+        else:
+            kinds = ((tvm.AlexNet, "alexnet"), (tvm.VGG, "vgg"), (tvm.ResNet, "resnet"),
+                     (tvm.SqueezeNet, "squeezenet"), (ShapesNet, OFFLINE_MODEL))
+            key = next((k for cls, k in kinds if isinstance(net, cls)), None)
+            if key is None:
+                return None
+            found = (_layer_paths(key, net), None, None)
+    except (AttributeError, KeyError, TypeError):
+        return None
+    paths = found[0]
+    if not paths or any(p not in modules or not p for p in paths.values()):
+        return None
+    return OrderedDict(paths), found[1], found[2]
+
+
+_RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+               nn.Mish, nn.Hardswish)
+
+
+def _rectifier_style_layers(net: nn.Module, layers: dict, modules: dict):
+    """Style layers for names without ``relu*`` (which :mod:`vizlib.style` reads by itself): the
+    named rectifier modules before the first ``nn.Linear``, at most five spread from first to
+    last, and the content layer two thirds of the way; ``(None, None)`` when there are none."""
+    if any(n.startswith("relu") for n in layers):
+        return None, None
+    position = {id(m): i for i, m in enumerate(net.modules())}
+    first_linear = min((position[id(m)] for m in net.modules() if isinstance(m, nn.Linear)),
+                       default=len(position))
+    found = [n for n, p in layers.items()
+             if isinstance(modules[p], _RECTIFIERS) and position[id(modules[p])] < first_linear]
+    if not found:
+        return None, None
+    picks = dict.fromkeys(round(i * (len(found) - 1) / 4) for i in range(5))
+    style = found if len(found) <= 5 else [found[i] for i in picks]
+    return tuple(style), found[max(0, round(2 * (len(found) - 1) / 3))]
 
 
 # ----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from torch import nn
 from .hooks import capture_activations, capture_inputs
 from .images import iter_batches
 from .models import model_device, require_eval
+from .progress import progress_bar
 
 __all__ = ["default_cache_dir", "penultimate_layer", "extract_features", "pixel_features",
            "nearest_neighbors", "neighbor_class_agreement", "embed_2d", "grid_assignment",
@@ -125,7 +126,7 @@ def _save_cached(path: Path, feats: torch.Tensor) -> None:
 
 
 def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
-                     progress: bool = True, cache_dir=None) -> torch.Tensor:
+                     progress: bool | None = None, cache_dir=None) -> torch.Tensor:
     """The representation a layer gives each image, one flat row per image.
 
     Args:
@@ -139,26 +140,29 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
             module, whose *output* is flattened.
         batch_size: images per forward pass when ``images`` is one tensor (does not change
             the result).
-        progress: show a ``tqdm`` progress bar.
+        progress: a progress bar over the batches (``None``: when there are at least
+            :data:`~vizlib.progress.PROGRESS_PASSES`, counted as ``ceil(N / batch_size)`` for a
+            tensor or ``len(images)`` for a stream; a stream without a length shows none). A
+            cached result shows none.
         cache_dir: a folder for a disk cache keyed by the content of the weights, the layer
             and the images (e.g. :func:`default_cache_dir`); ``None`` computes every time.
 
     Returns:
         ``(N, D)`` float32 on the CPU.
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     batches: Iterable[torch.Tensor] = iter_batches(images, batch_size)
-    if isinstance(images, torch.Tensor):
-        total = -(-len(images) // batch_size)
+    source = images.get("images") if isinstance(images, dict) else images
+    if isinstance(source, torch.Tensor):
+        total = -(-len(source) // batch_size) if source.dim() == 4 else None
     else:
-        total = len(images) if hasattr(images, "__len__") else None
+        total = len(source) if hasattr(source, "__len__") else None
 
     path = None
     if cache_dir is not None:
         batches = list(batches)  # hashed first, then run
+        total = len(batches)
         path = Path(cache_dir).expanduser() / f"{_cache_key(model, layer, batches)}.safetensors"
         cached = _load_cached(path)
         if cached is not None:
@@ -173,11 +177,12 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
         capture, key = capture_activations(model, layer), layer
 
     rows = []
-    with torch.no_grad(), capture as store:
-        for batch in tqdm(batches, total=total, disable=not progress, desc="features",
-                          unit="batch", leave=False):
+    with torch.no_grad(), capture as store, \
+            progress_bar(total, "extract_features", progress, unit="batch") as bar:
+        for batch in batches:
             model(batch.to(device=device, dtype=torch.float32))
             rows.append(store[key].flatten(1).to("cpu", torch.float32))
+            bar.update(1)
     if not rows:
         raise ValueError("no images given")
     feats = torch.cat(rows)

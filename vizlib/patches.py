@@ -25,6 +25,7 @@ import torch
 from .hooks import capture_activations
 from .images import iter_batches
 from .models import require_eval, to_model
+from .progress import progress_bar
 from .receptive import ReceptiveField
 
 __all__ = ["TopActivations", "top_activations", "crop_patches", "class_purity",
@@ -71,9 +72,18 @@ def _merge(kept: tuple | None, new: tuple, k: int) -> tuple:
     return tuple(t.gather(1, order) for t in new)
 
 
+def _batch_count(images, batch_size: int) -> int | None:
+    """How many batches :func:`~vizlib.images.iter_batches` will yield (``None``: unknown)."""
+    if isinstance(images, dict):
+        images = images.get("images")
+    if isinstance(images, torch.Tensor):
+        return -(-len(images) // batch_size) if images.dim() == 4 else None
+    return len(images) if hasattr(images, "__len__") else None
+
+
 def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
                     channels: Sequence[int] | None = None, batch_size: int = 64,
-                    progress: bool = False) -> TopActivations:
+                    progress: bool | None = None) -> TopActivations:
     """Find the ``k`` images (and locations) that excite each channel of ``layer`` most.
 
     Args:
@@ -84,7 +94,9 @@ def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
         k: how many images to keep per channel (fewer if the stream holds fewer images).
         channels: the channel ids to keep (default: all).
         batch_size: batch size when ``images`` is a tensor.
-        progress: show a tqdm bar over the batches.
+        progress: a progress bar over the batches (``None``: when there are at least
+            :data:`~vizlib.progress.PROGRESS_PASSES`, counted as ``ceil(N / batch_size)`` for a
+            tensor or ``len(images)`` for a stream; a stream without a length shows none).
 
     Returns:
         :class:`TopActivations` with ``(C, k)`` tensors on the CPU. Per channel, the score of
@@ -93,31 +105,33 @@ def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     require_eval(model, "top_activations")
     batches = iter_batches(images, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc=f"scanning {layer}", unit="batch")
     kept, seen, chosen = None, 0, None
-    for batch in batches:
-        with torch.no_grad(), capture_activations(model, layer) as acts:
-            model(to_model(batch, model))
-        act = acts[layer]
-        if act.dim() != 4:
-            raise ValueError(f"layer {layer!r} output has shape {tuple(act.shape)}; expected (B, C, H, W)")
-        if chosen is None:
-            chosen = list(range(act.shape[1])) if channels is None else [int(c) for c in channels]
-            if not chosen or min(chosen) < 0 or max(chosen) >= act.shape[1]:
-                raise ValueError(f"channels must lie in [0, {act.shape[1]}), got {chosen[:10]}")
-        flat = act[:, chosen].flatten(2).float().cpu()            # (B, C, H'W')
-        where = flat.argmax(dim=2)                                 # first max on ties
-        values = flat.gather(2, where.unsqueeze(2)).squeeze(2)     # (B, C)
-        width = act.shape[-1]
-        b = flat.shape[0]
-        index = torch.arange(seen, seen + b).unsqueeze(0).expand(len(chosen), b)
-        new = (values.t(), index, (where // width).t(), (where % width).t())
-        kept = _merge(kept, tuple(t.contiguous() for t in new), k)
-        seen += b
+    with progress_bar(_batch_count(images, batch_size), f"scanning {layer}", progress,
+                      unit="batch") as bar:
+        for batch in batches:
+            with torch.no_grad(), capture_activations(model, layer) as acts:
+                model(to_model(batch, model))
+            act = acts[layer]
+            if act.dim() != 4:
+                raise ValueError(f"layer {layer!r} output has shape {tuple(act.shape)}; expected (B, C, H, W)")
+            if chosen is None:
+                chosen = list(range(act.shape[1])) if channels is None else [int(c) for c in channels]
+                if not chosen or min(chosen) < 0 or max(chosen) >= act.shape[1]:
+                    raise ValueError(f"channels must lie in [0, {act.shape[1]}), got {chosen[:10]}")
+            flat = act[:, chosen].flatten(2).float().cpu()            # (B, C, H'W')
+            where = flat.argmax(dim=2)                                 # first max on ties
+            values = flat.gather(2, where.unsqueeze(2)).squeeze(2)     # (B, C)
+            width = act.shape[-1]
+            b = flat.shape[0]
+            index = torch.arange(seen, seen + b).unsqueeze(0).expand(len(chosen), b)
+            new = (values.t(), index, (where // width).t(), (where % width).t())
+            kept = _merge(kept, tuple(t.contiguous() for t in new), k)
+            seen += b
+            bar.update(1)
     if kept is None:
         raise ValueError("no images to scan")
     values, index, y, x = kept

@@ -31,6 +31,7 @@ from torch import nn
 from .attribution import class_indices, class_scores
 from .images import check_images
 from .models import get_layer, layer_names, model_device, require_eval, to_model
+from .progress import progress_bar
 from .render import gaussian_blur
 
 __all__ = ["pointing_game", "pointing_chance", "deletion_curve", "insertion_curve", "auc",
@@ -106,12 +107,15 @@ def _order(maps: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _perturbation_curve(model, images, maps, target, steps, start, finish, batch_size, seed, fn):
+def _perturbation_curve(model, images, maps, target, steps, start, finish, batch_size, seed, fn,
+                        progress=None):
     require_eval(model, fn)
     check_images(images, f"{fn}: images")
     _check_maps(maps, images)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model_device(model)
     x = to_model(images.detach(), model)
     b, _, h, w = x.shape
@@ -125,24 +129,26 @@ def _perturbation_curve(model, images, maps, target, steps, start, finish, batch
         target = class_indices(target, b, model(x))
     curve = torch.empty(b, steps + 1, dtype=torch.float64)
     jobs = [(i, k) for i in range(b) for k in range(steps + 1)]
-    for j in range(0, len(jobs), batch_size):
-        chunk = jobs[j:j + batch_size]
-        idx = torch.tensor([i for i, _ in chunk], device=device)
-        changed = torch.stack([rank[i] < counts[k] for i, k in chunk]).view(-1, 1, h, w)
-        batch = torch.where(changed, finish[idx], start[idx])
-        logits = model(batch)
-        if callable(target):
-            score = class_scores(logits, target)
-        else:
-            score = logits.float().softmax(1).gather(1, target[idx][:, None])[:, 0]
-        for (i, k), s in zip(chunk, score.double().cpu()):
-            curve[i, k] = s
+    with progress_bar(-(-len(jobs) // batch_size), fn, progress) as bar:
+        for j in range(0, len(jobs), batch_size):
+            chunk = jobs[j:j + batch_size]
+            idx = torch.tensor([i for i, _ in chunk], device=device)
+            changed = torch.stack([rank[i] < counts[k] for i, k in chunk]).view(-1, 1, h, w)
+            batch = torch.where(changed, finish[idx], start[idx])
+            logits = model(batch)
+            if callable(target):
+                score = class_scores(logits, target)
+            else:
+                score = logits.float().softmax(1).gather(1, target[idx][:, None])[:, 0]
+            for (i, k), s in zip(chunk, score.double().cpu()):
+                curve[i, k] = s
+            bar.update(1)
     return curve
 
 
 def deletion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target=None, *,
                    steps: int = 20, fill: float | str = 0.0, sigma: float = 5.0,
-                   batch_size: int = 64, seed: int = 0) -> torch.Tensor:
+                   batch_size: int = 64, seed: int = 0, progress: bool | None = None) -> torch.Tensor:
     """RISE's deletion curve (Petsiuk et al. 2018): the class probability as the most
     important pixels (by ``maps``) are set to ``fill``, ``1/steps`` of the image at a time.
 
@@ -156,6 +162,9 @@ def deletion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, t
             their value in the blurred image (:func:`blur`, ``sigma``), the mirror image of
             insertion, which scatters fewer sharp out-of-distribution dots over the image.
         seed: breaks ties in the map in a random but reproducible order.
+        progress: a progress bar over the forward passes, ``ceil(B * (steps + 1) / batch_size)``
+            of them (``None``: when there are at least
+            :data:`~vizlib.progress.PROGRESS_PASSES`; see :mod:`vizlib.progress`).
 
     Returns:
         ``(B, steps + 1)`` float64: entry ``k`` after deleting ``k/steps`` of the pixels.
@@ -168,19 +177,21 @@ def deletion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, t
         end = blur(x, sigma)
     else:
         end = torch.full_like(x, float(fill))
-    return _perturbation_curve(model, x, maps, target, steps, x, end, batch_size, seed, "deletion_curve")
+    return _perturbation_curve(model, x, maps, target, steps, x, end, batch_size, seed, "deletion_curve",
+                               progress)
 
 
 def insertion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target=None, *,
                     steps: int = 20, sigma: float = 5.0, batch_size: int = 64,
-                    seed: int = 0) -> torch.Tensor:
+                    seed: int = 0, progress: bool | None = None) -> torch.Tensor:
     """RISE's insertion curve: start from the image blurred (:func:`blur`, ``sigma``) and put
     back the original pixels, most important first. Returns ``(B, steps + 1)`` float64.
-    Higher area (:func:`auc`) = a better map. Other arguments as in :func:`deletion_curve`.
+    Higher area (:func:`auc`) = a better map. Other arguments (``progress`` too) as in
+    :func:`deletion_curve`.
     """
     x = images.detach()
     return _perturbation_curve(model, x, maps, target, steps, blur(x, sigma), x, batch_size, seed,
-                               "insertion_curve")
+                               "insertion_curve", progress)
 
 
 def auc(curve: torch.Tensor) -> torch.Tensor:
@@ -260,7 +271,7 @@ def randomized_copy(model: nn.Module, layers: Sequence[str], seed: int = 0) -> n
 
 def cascading_randomization(model: nn.Module, method: Callable, images: torch.Tensor, target=None,
                             *, layers: Sequence[str] | None = None, seed: int = 0,
-                            **method_kwargs) -> list[dict]:
+                            progress: bool | None = None, **method_kwargs) -> list[dict]:
     """Adebayo et al. 2018's cascading randomisation: re-initialise the layers from the top
     down, one more each stage, and recompute the map each time.
 
@@ -268,6 +279,10 @@ def cascading_randomization(model: nn.Module, method: Callable, images: torch.Te
         method: ``f(model, images, target, **method_kwargs) -> (B, H, W)``.
         target: fixed for every stage (``None`` = the original model's top classes).
         layers: top-down order (default :func:`randomizable_layers`).
+        progress: a progress bar over the ``len(layers) + 1`` stages (``None``: when there are
+            at least :data:`~vizlib.progress.PROGRESS_PASSES`). It is the cascade's own and is
+            not passed on to ``method``: to set the method's, bind it, e.g.
+            ``functools.partial(smoothgrad, progress=False)``.
 
     Returns:
         ``[{"layer": "original", "maps": ..., "correlation": ones}, {"layer": "fc", ...}, …]``:
@@ -279,15 +294,18 @@ def cascading_randomization(model: nn.Module, method: Callable, images: torch.Te
     if target is None:
         with torch.no_grad():
             target = model(to_model(images, model)).argmax(1).cpu()
-    original = method(model, images, target, **method_kwargs)
-    stages = [{"layer": "original", "maps": original,
-               "correlation": torch.ones(original.shape[0], dtype=torch.float64)}]
-    for k in range(1, len(layers) + 1):
-        net = randomized_copy(model, layers[:k], seed=seed)
-        maps = method(net, images, target, **method_kwargs)
-        stages.append({"layer": layers[k - 1], "maps": maps,
-                       "correlation": rank_correlation(original.abs(), maps.abs())})
-        del net
+    with progress_bar(len(layers) + 1, "cascading_randomization", progress, unit="stage") as bar:
+        original = method(model, images, target, **method_kwargs)
+        bar.update(1)
+        stages = [{"layer": "original", "maps": original,
+                   "correlation": torch.ones(original.shape[0], dtype=torch.float64)}]
+        for k in range(1, len(layers) + 1):
+            net = randomized_copy(model, layers[:k], seed=seed)
+            maps = method(net, images, target, **method_kwargs)
+            stages.append({"layer": layers[k - 1], "maps": maps,
+                           "correlation": rank_correlation(original.abs(), maps.abs())})
+            del net
+            bar.update(1)
     return stages
 
 

@@ -21,6 +21,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .progress import progress_bar
+
+#: A texture of at least this many pixels shows a progress bar by default (``progress=None``):
+#: about two seconds on a laptop CPU from a 64x64 sample with an 11-pixel window.
+PROGRESS_PIXELS = 96 * 96
+
 
 class TextureResult(NamedTuple):
     """What :func:`nearest_neighbor_texture` returns.
@@ -62,7 +68,7 @@ def causal_offsets(window: int) -> list[tuple[int, int]]:
 
 def nearest_neighbor_texture(sample: torch.Tensor, size: int | tuple[int, int] = 128, *,
                              window: int = 11, epsilon: float = 0.1, sigma: float | None = None,
-                             seed: int = 0) -> TextureResult:
+                             seed: int = 0, progress: bool | None = None) -> TextureResult:
     """Synthesise a texture from ``sample`` by nearest-neighbour search in scan-line order.
 
     Efros & Leung (1999), with the causal (L-shaped) neighbourhood of scan-line order. For
@@ -82,6 +88,9 @@ def nearest_neighbor_texture(sample: torch.Tensor, size: int | tuple[int, int] =
         epsilon: tolerance of the random choice among near-best matches (0 = always the best).
         sigma: the Gaussian weighting's std in pixels (default ``window / 6.4``, Efros–Leung).
         seed: the random choices (first pixel, ties) come from a ``torch.Generator`` seeded here.
+        progress: a progress bar over the output pixels, advanced a row at a time (``None``:
+            when the texture has at least :data:`PROGRESS_PIXELS` pixels; see
+            :mod:`vizlib.progress`). The result is the same either way.
 
     Returns:
         :class:`TextureResult` ``(image (1, C, H, W), source (H, W, 2))``, on the sample's
@@ -129,24 +138,27 @@ def nearest_neighbor_texture(sample: torch.Tensor, size: int | tuple[int, int] =
     off_r = torch.tensor([dr for dr, _ in offsets], device=device)
     off_c = torch.tensor([dc for _, dc in offsets], device=device)
     rand = torch.rand(out_h * out_w, generator=gen, dtype=torch.float64)
-    for i in range(out_h):
-        for j in range(out_w):
-            r, c = i + half, j + half
-            nr, nc = r + off_r, c + off_c
-            mask = known[nr, nc]
-            if not bool(mask.any()):
-                pick = int(rand[i * out_w + j] * n_pos)
-            else:
-                wts = gauss * mask
-                q = canvas[:, nr, nc]                          # (C, K)
-                vec = torch.cat([wts, (-2 * wts * q).T.reshape(-1)])
-                dist = design @ vec + (wts * q.pow(2).sum(0)).sum()
-                best = dist.min()
-                ok = (dist <= best + epsilon * best.abs() + 1e-12).nonzero().flatten()
-                pick = int(ok[int(rand[i * out_w + j] * len(ok))])
-            canvas[:, r, c] = centre[pick]
-            known[r, c] = True
-            source[i, j, 0] = pos_row[pick]
-            source[i, j, 1] = pos_col[pick]
+    with progress_bar(out_h * out_w, "nearest_neighbor_texture", progress, unit="px",
+                      threshold=PROGRESS_PIXELS) as bar:
+        for i in range(out_h):
+            for j in range(out_w):
+                r, c = i + half, j + half
+                nr, nc = r + off_r, c + off_c
+                mask = known[nr, nc]
+                if not bool(mask.any()):
+                    pick = int(rand[i * out_w + j] * n_pos)
+                else:
+                    wts = gauss * mask
+                    q = canvas[:, nr, nc]                          # (C, K)
+                    vec = torch.cat([wts, (-2 * wts * q).T.reshape(-1)])
+                    dist = design @ vec + (wts * q.pow(2).sum(0)).sum()
+                    best = dist.min()
+                    ok = (dist <= best + epsilon * best.abs() + 1e-12).nonzero().flatten()
+                    pick = int(ok[int(rand[i * out_w + j] * len(ok))])
+                canvas[:, r, c] = centre[pick]
+                known[r, c] = True
+                source[i, j, 0] = pos_row[pick]
+                source[i, j, 1] = pos_col[pick]
+            bar.update(out_w)
     image = canvas[:, half:, half:half + out_w].unsqueeze(0).to(dtype)
     return TextureResult(image, source.to(device))
