@@ -70,3 +70,50 @@ def test_pages_link_to_each_other_say_what_they_ran_on_and_partial_builds_keep_t
     assert book.build_book(lectures, out, quick=True, only=["03"]) is True
     index = (out / "index.html").read_text()
     assert "not built yet" not in index and "ran on shapesnet" in index and index.count("<li>") == 3
+
+
+def test_explorers_display_as_a_widget_that_carries_a_figure_of_its_first_view():
+    import ipywidgets
+    import matplotlib.pyplot as plt
+    import torch
+
+    from vizlib import widgets
+    from vizlib.models import load_model
+
+    net = load_model("shapesnet", device="cpu")
+    made = [widgets.filter_explorer(net, torch.rand(1, 3, 32, 32)),
+            widgets.style_explorer(net, torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24), steps=1)]
+    assert isinstance(made[0], ipywidgets.interactive) and isinstance(made[1], ipywidgets.VBox)
+    if not hasattr(ipywidgets.Widget, "_repr_mimebundle_"):
+        return  # ipywidgets 7 sends its bundle itself (_ipython_display_)
+    for w in made:
+        data, _ = w._repr_mimebundle_()
+        assert book.WIDGET_VIEW in data and data["image/png"].startswith("iVBOR")  # base64 of a PNG
+    first = made[0]._repr_mimebundle_()[0]["image/png"]
+    made[0].children[0].value = 3  # moving a slider redraws the widget, not the first view
+    assert made[0]._repr_mimebundle_()[0]["image/png"] == first
+    plt.close("all")
+
+
+def test_pages_show_a_widget_output_as_its_figure_and_leave_out_the_rest():
+    png = "iVBORw0KGgo="
+    view = {"version_major": 2, "version_minor": 0, "model_id": "m"}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("explorer", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/plain": "Explorer()", book.WIDGET_VIEW: view,
+                                                     "image/png": png}),
+        nbformat.v4.new_output("display_data", data={"text/plain": "HBox()", book.WIDGET_VIEW: view}),
+        nbformat.v4.new_output("stream", text="kept")])]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    book.static_outputs(nb)
+    outputs = nb.cells[0].outputs
+    assert [sorted(o.get("data", {})) for o in outputs] == [["image/png", "text/plain"], []]
+    assert "widgets" not in nb.metadata
+
+
+def test_mathjax_is_copied_into_the_book_once(tmp_path):
+    url = book.install_mathjax(tmp_path)
+    assert url.startswith("mathjax/MathJax.js?config=") and (tmp_path / url.split("?")[0]).is_file()
+    stamp = tmp_path / "mathjax" / "VERSION"
+    before = stamp.stat().st_mtime_ns
+    assert book.install_mathjax(tmp_path) == url and stamp.stat().st_mtime_ns == before

@@ -1,9 +1,18 @@
 """ipywidgets explorers for the lectures: sliders and menus over what vizlib computes.
 
-Each function returns a widget; displaying it in a notebook draws the default view at
-once (so an executed notebook, or the HTML book, still shows a figure).
+Each function returns a widget (an ``ipywidgets.interactive``, or a ``VBox``) whose display
+bundle also carries a PNG of its first view, drawn when the widget is made. A live notebook
+renders the widget view, which it ranks above every other type in a bundle (JupyterLab and
+Notebook do; ipywidgets 7 and 8 alike), and nothing else; a page that cannot run widgets, as the
+HTML book (:mod:`vizlib.course.book`), shows that figure instead, and ``image/png`` outputs
+collect it with the other figures.
 """
 from __future__ import annotations
+
+import base64
+import contextvars
+import functools
+import io
 
 import matplotlib.pyplot as plt
 import torch
@@ -12,13 +21,126 @@ from torch import nn
 from . import activations, filters, plot
 from .images import to_numpy
 
+#: The explorer whose first view is being drawn: :func:`_show` keeps a PNG of that figure.
+_DRAWING: contextvars.ContextVar = contextvars.ContextVar("vizlib_widgets_drawing", default=None)
 
-def _show(fig, axes) -> None:
-    """Hide the axes' frames and ticks, lay the figure out and show it (one widget redraw)."""
+
+def _png(fig) -> tuple[str, dict]:
+    """``fig`` as the base64 PNG (and its metadata) that displaying it in this kernel would
+    send, so the snapshot matches the live figure (size, retina); plain ``savefig`` outside one."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        data, meta = shell.display_formatter.format(fig, include={"image/png"})
+        png = data.get("image/png")
+        if png:
+            png = png if isinstance(png, str) else base64.b64encode(png).decode("ascii")
+            return png, meta.get("image/png", {})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii"), {}
+
+
+def _show(fig, axes=()) -> None:
+    """Hide ``axes``' frames and ticks, lay the figure out and show it (one widget redraw);
+    the first view an explorer draws is also kept as its static snapshot."""
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
+    explorer = _DRAWING.get()
+    if explorer is not None and explorer._snapshot is None:
+        explorer._snapshot = _png(fig)
     plt.show()
+
+
+def _with_snapshot(widget, data):
+    """The widget's display bundle plus its snapshot as ``image/png`` (ranked below the widget
+    view by every live frontend, so only pages that cannot run widgets show it)."""
+    if not data or widget._snapshot is None:
+        return data
+    png, meta = widget._snapshot
+    return {**data, "image/png": png}, ({"image/png": meta} if meta else {})
+
+
+def _bundle(self, **kwargs):
+    """ipywidgets 8 displays a widget through ``_repr_mimebundle_``: its bundle plus the PNG."""
+    import ipywidgets as widgets
+
+    return _with_snapshot(self, widgets.Widget._repr_mimebundle_(self, **kwargs))
+
+
+def _display_legacy(self, **kwargs):
+    """ipywidgets 7 (Colab's) sends the bundle itself in ``_ipython_display_``: the same bundle
+    as 7.x's, plus the PNG."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    if self._view_name is None:
+        return widgets.Widget._ipython_display_(self, **kwargs)
+    plaintext = repr(self)
+    data = {"text/plain": plaintext if len(plaintext) <= 110 else plaintext[:110] + "\u2026",
+            "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                         "model_id": self._model_id}}
+    data, meta = _with_snapshot(self, data) if self._snapshot is not None else (data, {})
+    display(data, metadata=meta, raw=True)
+    self._handle_displayed(**kwargs)
+
+
+class _Snapshot:
+    """Mixin for a widget that keeps a PNG of its first view for its display bundle."""
+    _snapshot: tuple[str, dict] | None = None
+
+    def _drawing(self, draw):
+        """``draw`` (a redraw callback) wrapped so that the figure it first shows becomes the
+        snapshot."""
+        @functools.wraps(draw)  # interactive builds its controls from the wrapped signature
+        def drawn(*args, **kwargs):
+            if self._snapshot is not None:
+                return draw(*args, **kwargs)
+            token = _DRAWING.set(self)
+            try:
+                return draw(*args, **kwargs)
+            finally:
+                _DRAWING.reset(token)
+        return drawn
+
+
+@functools.cache
+def _classes():
+    """The explorer widget classes, made on first use (ipywidgets is imported only then)."""
+    import ipywidgets as widgets
+
+    legacy = not hasattr(widgets.Widget, "_repr_mimebundle_")  # 7.x
+
+    class Explorer(_Snapshot, widgets.interactive):
+        """An ``interactive`` that draws its first view when it is made (as ipywidgets 8 does;
+        7.x waits until it is displayed, after its bundle has gone out) and keeps it."""
+
+        def __init__(self, draw, **controls):
+            super().__init__(self._drawing(draw), **controls)
+            if legacy:
+                self.on_displayed(self.update, remove=True)
+                self.update()
+
+    class ExplorerBox(_Snapshot, widgets.VBox):
+        """A ``VBox`` of controls and an ``Output`` that its maker draws into once, through
+        :meth:`_drawing`, before it is displayed."""
+
+    for cls in (Explorer, ExplorerBox):
+        if legacy:
+            cls._ipython_display_ = _display_legacy
+        else:
+            cls._repr_mimebundle_ = _bundle
+    return Explorer, ExplorerBox
+
+
+def _explorer(draw, **controls):
+    """``ipywidgets.interactive(draw, **controls)`` that keeps a snapshot of its first view."""
+    return _classes()[0](draw, **controls)
 
 
 def filter_explorer(model: nn.Module, image: torch.Tensor, layer: str | None = None):
@@ -46,8 +168,7 @@ def filter_explorer(model: nn.Module, image: torch.Tensor, layer: str | None = N
         axes[4].set_title("response on the image")
         _show(fig, axes)
 
-    return widgets.interactive(show, index=widgets.IntSlider(0, 0, weights.shape[0] - 1, 1,
-                                                             description="filter"))
+    return _explorer(show, index=widgets.IntSlider(0, 0, weights.shape[0] - 1, 1, description="filter"))
 
 
 def activation_explorer(model: nn.Module, image: torch.Tensor, layers: list[str] | None = None):
@@ -82,7 +203,7 @@ def activation_explorer(model: nn.Module, image: torch.Tensor, layers: list[str]
                      f"{float((a.flatten(1).amax(1) <= 0).float().mean()):.0%} of {layer}'s channels are silent")
         _show(fig, axes)
 
-    return widgets.interactive(show, layer=layer_menu, index=channel)
+    return _explorer(show, layer=layer_menu, index=channel)
 
 
 # --- attribution (lectures 05-07, 15) ---
@@ -142,7 +263,7 @@ def attribution_explorer(model: nn.Module, images: torch.Tensor, methods=None, l
         axes[2].set_title(f"for '{name}' (p = {float(probs[c]):.2f})", fontsize=9)
         _show(fig, axes)
 
-    return widgets.interactive(
+    return _explorer(
         show,
         index=widgets.IntSlider(0, 0, images.shape[0] - 1, 1, description="image"),
         cls=widgets.Dropdown(options=class_options, value=-1, description="class"),
@@ -186,7 +307,7 @@ def cascade_explorer(model: nn.Module, images: torch.Tensor, target, methods=Non
         axes[2].set_title(f"randomised: {which}\nrank correlation {rho:.2f}", fontsize=9)
         _show(fig, axes)
 
-    return widgets.interactive(
+    return _explorer(
         show,
         index=widgets.IntSlider(0, 0, images.shape[0] - 1, 1, description="image"),
         method=widgets.Dropdown(options=methods, value=methods[0], description="method"),
@@ -231,10 +352,9 @@ def class_visualization_explorer(model: nn.Module, steps: int = 100, size: int |
             p = model(out.image).softmax(1)[0]
         axes[0].set_title(f"{cls}: p = {float(p[model.classes.index(cls)]):.2f}")
         plot.plot_history(out.history, ax=axes[1])
-        fig.tight_layout()
-        plt.show()
+        _show(fig)
 
-    return widgets.interactive(
+    return _explorer(
         show, cls=widgets.Dropdown(options=model.classes, value=model.classes[0], description="class"),
         l2=_slider(0.5, 0.0, 5.0, 0.25, "L2"), tv=_slider(0.0, 0.0, 5.0, 0.25, "TV"),
         blur_every=_slider(4, 0, 10, 1, "blur every"), clip_values=_slider(10, 0, 50, 5, "clip values %"),
@@ -266,10 +386,9 @@ def fooling_explorer(model: nn.Module, images: torch.Tensor, max_steps: int = 10
             ax.set_title(title, fontsize=10)
             ax.axis("off")
         fig.suptitle(f"L-inf {out.linf:.1f}, L2 {out.l2:.0f}, RMS {out.rms:.2f} (pixel units 0-255)")
-        fig.tight_layout()
-        plt.show()
+        _show(fig)
 
-    return widgets.interactive(
+    return _explorer(
         show, index=widgets.IntSlider(0, 0, images.shape[0] - 1, 1, description="image",
                                       continuous_update=False),
         target=widgets.Dropdown(options=model.classes, value=model.classes[1], description="target"))
@@ -291,10 +410,9 @@ def deepdream_explorer(model: nn.Module, image: torch.Tensor, layers: list[str],
             ax.imshow(to_numpy(im[0]))
             ax.set_title(title)
             ax.axis("off")
-        fig.tight_layout()
-        plt.show()
+        _show(fig)
 
-    return widgets.interactive(
+    return _explorer(
         show, layer=widgets.Dropdown(options=layers, value=layers[len(layers) // 2], description="layer"),
         octaves=_slider(3, 1, 5, 1, "octaves"), lr=_slider(0.004, 0.001, 0.02, 0.001, "step"))
 
@@ -318,10 +436,9 @@ def inversion_explorer(model: nn.Module, image: torch.Tensor, layers: list[str],
             ax.imshow(to_numpy(im[0]))
             ax.set_title(title, fontsize=10)
             ax.axis("off")
-        fig.tight_layout()
-        plt.show()
+        _show(fig)
 
-    return widgets.interactive(
+    return _explorer(
         show, layer=widgets.Dropdown(options=layers, value=layers[1], description="layer"),
         tv_weight=_slider(0.5, 0.0, 5.0, 0.25, "TV weight"), beta=_slider(2.0, 1.0, 3.0, 0.5, "beta"))
 
@@ -359,7 +476,7 @@ def gram_explorer(model: nn.Module, image: torch.Tensor, layers: list[str] | Non
         fig.suptitle(f"channels {i} and {j} fire together most: G[{i},{j}] = {float(g[i, j]):.3g}")
         _show(fig, (axes[0], axes[2], axes[3]))
 
-    return widgets.interactive(show, layer=widgets.Dropdown(options=layers, value=layers[-1], description="layer"))
+    return _explorer(show, layer=widgets.Dropdown(options=layers, value=layers[-1], description="layer"))
 
 
 def style_explorer(model: nn.Module, content: torch.Tensor, style_image: torch.Tensor,
@@ -386,14 +503,16 @@ def style_explorer(model: nn.Module, content: torch.Tensor, style_image: torch.T
                                    style_layers=chosen, steps=steps, optimizer=optimizer, progress=False)
         with out:
             out.clear_output(wait=True)
-            plot.show_images([content, style_image, res.image], ["content", "style",
-                             f"style weight {weight.value:.3g}, layers {', '.join(chosen)}"], ncols=3, size=3)
-            plt.show()
+            _show(plot.show_images([content, style_image, res.image], ["content", "style",
+                                   f"style weight {weight.value:.3g}, layers {', '.join(chosen)}"],
+                                   ncols=3, size=3))
 
+    box = _classes()[1]([widgets.HBox([weight, tv]), widgets.HBox(boxes), out])
+    redraw = box._drawing(redraw)
     for w in [weight, tv, *boxes]:
         w.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([widgets.HBox([weight, tv]), widgets.HBox(boxes), out])
+    return box
 
 
 def stylize_explorer(transformer: nn.Module, images: torch.Tensor, names: list[str] | None = None):
@@ -408,9 +527,9 @@ def stylize_explorer(transformer: nn.Module, images: torch.Tensor, names: list[s
 
     def show(index: int = 0, strength: float = 1.0):
         mixed = (1 - strength) * images[index] + strength * outs[index]
-        plot.show_images([images[index], mixed], ["original", f"strength {strength:.2f}"], ncols=2, size=3.5)
-        plt.show()
+        _show(plot.show_images([images[index], mixed], ["original", f"strength {strength:.2f}"], ncols=2,
+                               size=3.5))
 
-    return widgets.interactive(show, index=widgets.Dropdown(options=list(zip(names, range(len(images)))),
-                                                            value=0, description="image"),
-                               strength=widgets.FloatSlider(1.0, min=0.0, max=1.0, step=0.05, description="strength"))
+    return _explorer(show, index=widgets.Dropdown(options=list(zip(names, range(len(images)))),
+                                                  value=0, description="image"),
+                     strength=widgets.FloatSlider(1.0, min=0.0, max=1.0, step=0.05, description="strength"))

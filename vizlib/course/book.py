@@ -7,6 +7,10 @@ Writes ``build/book/index.html``, one HTML page per lecture (figures embedded), 
 figure as a PNG under ``build/book/figures/<lecture>/`` and the executed notebooks under
 ``build/book/notebooks/``. A lecture that fails is marked in the index, the others still
 run, and the command exits non-zero.
+
+The pages need no network: formulas are typeset by a copy of MathJax in ``build/book/mathjax/``
+(from the ``jupyter-server-mathjax`` package), an explorer widget shows the figure of its first
+view (see :mod:`vizlib.widgets`) and no page loads a script or stylesheet from elsewhere.
 """
 from __future__ import annotations
 
@@ -84,12 +88,93 @@ def extract_figures(nb, folder: Path) -> list[Path]:
     return paths
 
 
-def to_html(nb) -> str:
+#: nbconvert's lab page without what would come from a CDN: require.js (the book has no
+#: JavaScript outputs), the widget manager (widgets are static figures here) and Mermaid; MathJax
+#: comes from ``mathjax_url``, with the web font the ``jupyter-server-mathjax`` copy ships.
+PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}
+<script>window.MathJax = {"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+                                       imageFont: null}, "fast-preview": {disabled: true}};</script>
+{{ super() }}
+{%- endblock html_head_js_mathjax -%}
+"""
+
+MATHJAX_DIR = "mathjax"  # the book's copy of MathJax, beside the pages
+#: MathJax 2, whose API nbconvert's template configures; this combined configuration is the one
+#: ``jupyter-server-mathjax`` ships (it leaves out the TeX fonts and the CommonHTML output).
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+#: What that configuration loads (about 2.5 MB of the package's 12): not the SVG output, the
+#: accessibility extensions or the MathML input.
+MATHJAX_FILES = ("MathJax.js", "LICENSE", "config/TeX-AMS-MML_HTMLorMML-full.js", "config/Safe.js",
+                 "extensions/*.js", "extensions/TeX/**/*.js", "extensions/HTML-CSS/*.js",
+                 "jax/input/TeX/*.js", "jax/element/**/*.js", "jax/output/HTML-CSS/**/*.js",
+                 "fonts/HTML-CSS/STIX-Web/woff/*.woff")
+
+
+def install_mathjax(out_dir: Path) -> str | None:
+    """Copy MathJax into ``out_dir/mathjax`` (once: a copy of the same version is kept) and return
+    the pages' relative URL for it; ``None``, with a warning, when ``jupyter-server-mathjax`` is not
+    installed (the pages then load MathJax from nbconvert's CDN)."""
+    import shutil
+    from importlib import metadata
+
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        print("[book] jupyter-server-mathjax is not installed: formulas need the network "
+              "(pip install jupyter-server-mathjax)", file=sys.stderr)
+        return None
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = Path(out_dir) / MATHJAX_DIR
+    stamp = target / "VERSION"
+    version = metadata.version("jupyter-server-mathjax")
+    if not (stamp.exists() and stamp.read_text() == version and (target / "MathJax.js").exists()):
+        shutil.rmtree(target, ignore_errors=True)
+        for pattern in MATHJAX_FILES:
+            for path in source.glob(pattern):
+                if path.is_file():
+                    dest = target / path.relative_to(source)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, dest)
+        stamp.write_text(version)
+    return f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
+
+
+def to_html(nb, mathjax_url: str | None = None) -> str:
+    """The page of ``nb``: nbconvert's lab template less the scripts it would load from a CDN
+    (:data:`PAGE_TEMPLATE`); MathJax from ``mathjax_url`` (see :func:`install_mathjax`; default
+    nbconvert's CDN)."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab", raw_template=PAGE_TEMPLATE,
+                            **({"mathjax_url": mathjax_url} if mathjax_url else {}))
     body, _ = exporter.from_notebook_node(nb)
     return body
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_outputs(nb) -> None:
+    """Make ``nb``'s widget outputs static, in place: one that carries a figure of its first view
+    (``image/png``, as vizlib's explorers do) shows that figure, any other (a progress bar) is
+    left out, and so is the saved widget state, which only a widget manager could use."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                if "image/png" not in data:
+                    continue
+                del data[WIDGET_VIEW]
+            kept.append(output)
+        cell.outputs = kept
+    nb.metadata.pop("widgets", None)
 
 
 def _index_page(rows: list[dict]) -> str:
@@ -261,6 +346,7 @@ def _page_nb(nb, row: dict, prev: tuple[str, str] | None, nxt: tuple[str, str] |
     lecture = [c for c in page.cells if "colab" not in c.get("metadata", {}).get("tags", [])]  # no badge offline
     bottom = nbformat.v4.new_markdown_cell(nav.source)  # its own cell id
     page.cells = [nav, about, *lecture, bottom]
+    static_outputs(page)
     return page
 
 
@@ -289,6 +375,7 @@ def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "b
     paths = lecture_paths(lectures_dir)
     titles = {p.stem: notebook_title(nbformat.read(p, as_version=4)) for p in paths}
     state = _load_state(out_dir)
+    mathjax = install_mathjax(out_dir)
     all_ok = True
     for i, path in enumerate(paths):
         if only and not any(path.name.startswith(o) for o in only):
@@ -309,7 +396,7 @@ def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "b
                    built=time.strftime("%Y-%m-%d %H:%M"))
         prev = (f"{paths[i - 1].stem}.html", titles[paths[i - 1].stem]) if i > 0 else None
         nxt = (f"{paths[i + 1].stem}.html", titles[paths[i + 1].stem]) if i + 1 < len(paths) else None
-        (out_dir / f"{stem}.html").write_text(to_html(_page_nb(nb, row, prev, nxt)), encoding="utf-8")
+        (out_dir / f"{stem}.html").write_text(to_html(_page_nb(nb, row, prev, nxt), mathjax), encoding="utf-8")
         state[stem] = row
         print(f"[book] {path.name}: {'ok' if ok else 'FAILED'}, {len(figures)} figures, {seconds:.1f} s",
               flush=True)

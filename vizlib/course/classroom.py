@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from .grading import _api, _environment, _scratch_course, assignment_ids, course_root
+from .grading import _api, _environment, _scratch_course, assignment_ids, cell_text, course_root
 
 MAX_OUTPUT_CHARS = 20_000
 STATE_FILE = Path(".state") / "results.jsonl"
@@ -125,9 +125,8 @@ def _cells(nb: dict) -> dict[str, dict]:
         meta = cell.get("metadata", {}).get("nbgrader")
         if not meta or "grade_id" not in meta:
             continue
-        source = cell.get("source", "")
         cells[meta["grade_id"]] = {
-            "source": "".join(source) if isinstance(source, list) else source,
+            "source": cell_text(cell),
             "grade": bool(meta.get("grade")), "locked": bool(meta.get("locked")),
             "solution": bool(meta.get("solution")), "points": float(meta.get("points", 0) or 0),
         }

@@ -24,6 +24,12 @@ class CourseNotFoundError(ValueError):
     """No course folder (``nbgrader_config.py`` next to ``solutions/``) where one was looked for."""
 
 
+def cell_text(cell: dict) -> str:
+    """A notebook cell's source as one string (nbformat stores a string or a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
 def _is_course(folder: Path) -> bool:
     return (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir()
 

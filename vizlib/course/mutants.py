@@ -32,6 +32,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .grading import cell_text
+
 CELL_TIMEOUT = 30  # seconds any one cell may run in the harness
 
 
@@ -126,7 +128,7 @@ def program(assignment: str, root: Path) -> Program:
         if c["cell_type"] != "code":
             continue
         meta = c.get("metadata", {}).get("nbgrader", {})
-        source = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        source = cell_text(c)
         gid = meta.get("grade_id", f"cell{i}")
         if meta.get("solution"):
             cells.append((gid, "solution", strip_markers(source, keep_hidden=False)))
@@ -148,7 +150,7 @@ def released_solutions(assignment: str, root: Path) -> dict[str, str]:
         raise ValueError(f"{assignment}: expected one released notebook in assignments/{assignment} "
                          f"(run `vizlib release`), found {len(notebooks)}")
     nb = json.loads(notebooks[0].read_text())
-    return {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+    return {c["metadata"]["nbgrader"]["grade_id"]: cell_text(c)
             for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
 
 
