@@ -107,7 +107,7 @@ class SimulatedAccelerator(TorchFunctionMode):
             attr = owner.__name__
             if attr == "device" and on_accelerator(args[0]):
                 return ACCELERATOR
-            if attr == "grad" and isinstance(result, torch.Tensor):
+            if isinstance(result, torch.Tensor):  # .grad, .data, .T …: where their tensor is
                 return _tag(result, on_accelerator(args[0]))
             return result
         tensors = _tensors(args, kwargs)
@@ -166,12 +166,19 @@ def active():
     torch.nn.Module.to = _module_mover(saved["to"], _module_to_target)
     torch.nn.Module.cpu = _module_mover(saved["cpu"], lambda a, k: False)
     torch.nn.Module.cuda = _module_mover(saved["cuda"], lambda a, k: True)
+    parameter_copy = torch.nn.Parameter.__deepcopy__
+
+    def deepcopy_parameter(p, memo):  # a copied network's weights stay where they were
+        return _tag(parameter_copy(p, memo), on_accelerator(p))
+
+    torch.nn.Parameter.__deepcopy__ = deepcopy_parameter
     try:
         with SimulatedAccelerator():
             yield
     finally:
         for name, method in saved.items():
             setattr(torch.nn.Module, name, method)
+        torch.nn.Parameter.__deepcopy__ = parameter_copy
 
 
 _installed = []

@@ -1,5 +1,6 @@
 """The simulated accelerator (tests/simulated_accelerator.py) behaves like CUDA where it matters:
 the notebooks' device check is only as good as it is."""
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,9 @@ def test_simulated_accelerator_fails_like_cuda():
         net(w).sum().backward()
         assert S.on_accelerator(w.grad)
         torch.optim.Adam([w], lr=0.1).step()                                  # optimiser state follows
+        twin = copy.deepcopy(net)                                             # a copy stays where it is
+        assert all(S.on_accelerator(p) for p in twin.parameters())
+        twin(x.to("cpu:0"))
         net.cpu()
         assert not any(S.on_accelerator(p) for p in net.parameters())
         net(x)

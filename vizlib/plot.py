@@ -304,14 +304,19 @@ def plot_perturbation_curves(curves: dict, title: str | None = None, ylabel: str
 def plot_cascade(correlations: dict, stages: Sequence[str], title: str | None = None):
     """Cascading randomisation: ``{method: (S,)}`` mean rank correlation with the original map
     after randomising ``stages[0]``, ``stages[:2]``, … (the top layer first)."""
-    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    fig, ax = plt.subplots(figsize=(6.0 if len(stages) <= 12 else 8.0, 3.4))
     x = np.arange(len(stages))
+    lowest = 0.0
     for name, corr in correlations.items():
-        ax.plot(x, np.asarray(torch.as_tensor(corr).double().cpu()), marker="o", label=name)
-    ax.set_xticks(x, [f"+{s}" if i else s for i, s in enumerate(stages)], rotation=30, ha="right")
+        values = np.asarray(torch.as_tensor(corr).double().cpu())
+        lowest = min(lowest, float(values.min()))
+        ax.plot(x, values, marker="o", ms=4 if len(stages) > 12 else 6, label=name)
+    every = -(-len(stages) // 12)  # at most about 12 stage names under the axis; always the last
+    ax.set_xticks(x, [(f"+{s}" if i else s) if i % every == 0 or i == len(stages) - 1 else ""
+                      for i, s in enumerate(stages)], rotation=30, ha="right")
     ax.set_ylabel("rank correlation with original")
     ax.set_xlabel("layers randomised, from the top down")
-    ax.set_ylim(-0.1, 1.05)
+    ax.set_ylim(min(-0.1, lowest - 0.05), 1.05)
     ax.axhline(0, color="k", lw=0.8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
