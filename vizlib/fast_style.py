@@ -302,6 +302,23 @@ def load_checkpoint(path, device=None) -> tuple[TransformerNet, dict]:
     return net.to(device or "cpu").eval(), info
 
 
+#: The network that ships with vizlib, trained by ``scripts/train_stylizer.py`` (its settings and
+#: losses are in the file's header).
+PRETRAINED_FILE = "stylizer.safetensors"
+
+
+def pretrained(device=None) -> tuple[TransformerNet, dict]:
+    """The fast-style network that ships with vizlib, ready to stylise any photograph.
+
+    Trained by ``scripts/train_stylizer.py`` (a CPU, a few minutes) on crops of the bundled
+    sample photographs, with EfficientNet-Lite0 as the loss network and the bundled
+    ``immunohistochemistry`` image as the style; the astronaut was kept out of training.
+    Returns ``(transformer, info)`` as :func:`load_checkpoint` does; ``info["meta"]`` holds
+    the training settings, the style's name and the final losses.
+    """
+    return load_checkpoint(Path(__file__).parent / "data" / PRETRAINED_FILE, device=device)
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, info: dict) -> None:
     """Put the optimiser state saved in a checkpoint (``info`` from :func:`load_checkpoint`)
     back into ``optimizer`` (built over the loaded network's parameters)."""
