@@ -219,7 +219,8 @@ def _positive_copy(model: nn.Module) -> nn.Module:
 
     Convs get weights ``1 / fan_in`` (float64) and zero bias; element-wise layers become
     ``Identity``; max pools become average pools of the same geometry. The original
-    parameters are never copied (they are replaced anyway), which keeps VGG cheap.
+    parameters are never copied (they are replaced anyway), which keeps VGG cheap. The copy is
+    on the CPU, wherever ``model`` is.
     """
     memo = {id(p): nn.Parameter(torch.empty(0), requires_grad=False) for p in model.parameters()}
     net = copy.deepcopy(model, memo)
@@ -243,7 +244,7 @@ def _positive_copy(model: nn.Module) -> nn.Module:
     for name, new in replacements.items():
         parent_name, _, child = name.rpartition(".")
         setattr(net.get_submodule(parent_name) if parent_name else net, child, new)
-    return net.double().eval()
+    return net.to(device="cpu", dtype=torch.float64).eval()  # its own float64 copy, on the CPU with x
 
 
 def empirical_receptive_field(model: nn.Module, layer: str, input_size) -> tuple[int, int, int, int]:

@@ -355,9 +355,9 @@ def gram_texture(model: nn.Module, texture: torch.Tensor, size: int | tuple[int,
         seed: the noise.
 
     Returns:
-        :class:`vizlib.render.RenderResult`: ``image (batch, 3, H, W)`` and ``history``.
+        :class:`vizlib.render.RenderResult`: ``image (batch, 3, H, W)`` (on ``texture``'s device) and ``history``.
     """
-    from .render import TV, render
+    from .render import TV, RenderResult, render
 
     device = next(model.parameters()).device
     targets = style_targets(model, None, texture, style_layers=style_layers, layer_weights=layer_weights)
@@ -365,8 +365,9 @@ def gram_texture(model: nn.Module, texture: torch.Tensor, size: int | tuple[int,
     param = _noise_param((batch, 3, h, w), seed, device)
     lr = lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.05)
     regs = [TV(tv_weight)] if tv_weight else []
-    return render(model, -style_term(targets), param, steps=steps, lr=lr, optimizer=optimizer,
-                  regularizers=regs, seed=seed, progress=progress, callback=callback)
+    result = render(model, -style_term(targets), param, steps=steps, lr=lr, optimizer=optimizer,
+                    regularizers=regs, seed=seed, progress=progress, callback=callback)
+    return RenderResult(image=result.image.to(texture.device), history=result.history)
 
 
 def _resize(x: torch.Tensor, size) -> torch.Tensor:
@@ -425,6 +426,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
     from .render import TV, PixelImage, RenderResult, render
 
     device = next(model.parameters()).device
+    home = content.device if isinstance(content, torch.Tensor) else device  # where the result goes
     content = _check_image(content, "content image").to(device)
     style_list = [styles] if isinstance(styles, torch.Tensor) else list(styles)
     base = style_targets(model, None, style_list, style_layers=style_layers, content_layer=content_layer,

@@ -246,10 +246,10 @@ def _execute_to_file(source: Path, target: Path, quick: bool) -> int:
 
 #: Run after a lecture's last cell, in its kernel: which course networks it holds (name and where
 #: the weights came from), so each page can say what it ran on. Removed before the book is written.
-MODEL_PROBE = """import json as _json
-from vizlib.models import CourseModel as _CourseModel
+MODEL_PROBE = """import json as _json, sys as _sys
+_models = _sys.modules.get("vizlib.models")  # not imported: no course network (and no torch import here)
 print("VIZLIB-MODELS", _json.dumps(sorted({f"{_v.name}: {_v.source}" for _v in list(globals().values())
-                                           if isinstance(_v, _CourseModel)})))"""
+                                           if _models and isinstance(_v, _models.CourseModel)})))"""
 
 
 def _take_probe(nb) -> None:
