@@ -10,6 +10,11 @@
   inference; for training a plain Adam step on :class:`ExamplesPerceptualLoss`, which runs
   the cut VGG in full on both the stylised and the content batch).
 
+Every peer takes ``bf16=True`` to run the way a PyTorch user would add mixed precision to it:
+its forward pass and loss under ``torch.autocast(dtype=torch.bfloat16)``, the backward pass and
+the optimiser step outside (PyTorch's AMP recipe; bf16 needs no gradient scaler). The benchmark's
+bf16 rows time vizlib's bf16 against this, so that every ratio compares the same precision.
+
 Written for this project from the designs, not copied.
 """
 from __future__ import annotations
@@ -17,6 +22,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from collections import OrderedDict
+from contextlib import nullcontext
+
+
+def _autocast(bf16: bool, like: torch.Tensor):
+    """bf16 autocast on ``like``'s device when ``bf16``, else nothing."""
+    return torch.autocast(like.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def _gram(f: torch.Tensor) -> torch.Tensor:
@@ -82,13 +93,14 @@ class TutorialStyleTransfer:
         tv = (dx * dx + dy * dy).sum() / (image.shape[-1] * image.shape[-2])
         return self.content_weight * c + self.style_weight * s + self.tv_weight * tv
 
-    def run(self, content: torch.Tensor, steps: int, lr: float = 0.02) -> list[float]:
+    def run(self, content: torch.Tensor, steps: int, lr: float = 0.02, bf16: bool = False) -> list[float]:
         image = content.clone().requires_grad_(True)
         opt = torch.optim.Adam([image], lr=lr)
         history = []
         for _ in range(steps):
             opt.zero_grad()
-            loss = self.loss(image)
+            with _autocast(bf16, image):
+                loss = self.loss(image)
             loss.backward()
             opt.step()
             with torch.no_grad():
@@ -97,10 +109,11 @@ class TutorialStyleTransfer:
         return history
 
 
-def examples_stylize(transformer: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Inference as pytorch/examples runs it: float32, eager, under ``torch.no_grad``."""
-    with torch.no_grad():
-        return transformer(images)
+def examples_stylize(transformer: nn.Module, images: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """Inference as pytorch/examples runs it: float32, eager, under ``torch.no_grad`` (``bf16``:
+    under autocast, the pixels returned as float32 like vizlib's)."""
+    with torch.no_grad(), _autocast(bf16, images):
+        return transformer(images).float()
 
 
 class ExamplesPerceptualLoss:
@@ -142,10 +155,12 @@ class ExamplesPerceptualLoss:
         return cw * c + sw * s + tw * tv
 
 
-def examples_train_step(transformer, optimizer, loss_fn: ExamplesPerceptualLoss, content) -> float:
+def examples_train_step(transformer, optimizer, loss_fn: ExamplesPerceptualLoss, content,
+                        bf16: bool = False) -> float:
     """One training step of the recipe: zero grads, stylise, perceptual loss, backward, Adam."""
     optimizer.zero_grad()
-    loss = loss_fn(transformer(content), content).mean()
+    with _autocast(bf16, content):
+        loss = loss_fn(transformer(content), content).mean()
     loss.backward()
     optimizer.step()
     return float(loss)

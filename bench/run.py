@@ -6,16 +6,20 @@
     python bench/run.py --write              # also write this run into bench/RESULTS.md
 
 Each row: the median of ``--reps`` timed repetitions after ``--warmup`` untimed ones
-(``torch.cuda.synchronize`` around each on GPU), the ratio peer / vizlib (> 1: vizlib is faster),
-and a check that both produced the same result within the row's stated tolerance. Models have
-random weights (the timings do not depend on them, and no download is needed).
+(``torch.cuda.synchronize`` around each on GPU), the ratio peer / vizlib (> 1: vizlib is faster)
+with both sides at the same precision, and a check that both produced the same result within the
+row's stated tolerance. Models have random weights (the timings do not depend on them, and no
+download is needed).
+
+Each row also has its roofline (``bench/roofline.py``): the FLOPs of one call of each side, the
+rate each achieves, and the rate this machine reaches on the row's convolutions run alone at
+the same sizes, precision and memory format — the fraction of the machine's own limit.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import datetime
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (bench/peers.py)
+import roofline  # noqa: E402  (bench/roofline.py)
 
 from vizlib import attribution, fast_style, models, render, style  # noqa: E402
 
@@ -44,10 +49,26 @@ class Result:
     ok: bool
     goal: str
     extra: dict = field(default_factory=dict)
+    roof: roofline.Roofline | None = None
+    per: int = 1                      # the times are per 1/per of a call (Gatys: per step)
+    peer_f32_s: float | None = None   # bf16 rows: the float32 peer's time (cross-precision ratio)
 
     @property
     def ratio(self) -> float:
         return self.peer_s / self.vizlib_s
+
+    def rates(self) -> tuple[float, float]:
+        """Achieved FLOP/s of vizlib and of the peer (0 without a roofline)."""
+        if self.roof is None:
+            return 0.0, 0.0
+        return (self.roof.rate(self.roof.flops_vizlib / self.per, self.vizlib_s),
+                self.roof.rate(self.roof.flops_peer / self.per, self.peer_s))
+
+    def fractions(self) -> tuple[float, float]:
+        """Achieved rate / the machine's rate on the row's convolutions alone, vizlib and peer."""
+        if self.roof is None or self.roof.limit <= 0:
+            return 0.0, 0.0
+        return tuple(r / self.roof.limit for r in self.rates())
 
 
 def _sync(device: torch.device) -> None:
@@ -97,14 +118,16 @@ def _batch(s: Setup, n: int, size: int, seed: int = 0) -> torch.Tensor:
 
 def _time_pair(s, ours, theirs):
     """Medians of ``ours`` and ``theirs``, their repetitions interleaved (A B A B ...) so that
-    a slow spell of a shared machine falls on both sides alike."""
+    a slow spell of a shared machine falls on both sides alike; then the row's roofline (one
+    more call of each, counted and recorded, and their convolutions timed alone)."""
     for _ in range(s.warmup):
         ours(), theirs()
     a, b = [], []
     for _ in range(s.reps):
         a.append(median_time(ours, s.device, 0, 1))
         b.append(median_time(theirs, s.device, 0, 1))
-    return statistics.median(a), statistics.median(b)
+    roof = roofline.roofline(ours, theirs, reps=max(2, min(3, s.reps)), warmup=1)
+    return statistics.median(a), statistics.median(b), roof
 
 
 # ----------------------------------------------------------------------------------------
@@ -143,9 +166,9 @@ def row_saliency(s: Setup) -> Result:
     ours = lambda m, xx: attribution.saliency(m, xx, t)                     # noqa: E731
     theirs = lambda m, xx: Saliency(m).attribute(xx, target=t).amax(1)      # noqa: E731
     check, ok = _float64_check(ours, theirs, model, x)
-    a, b = _time_pair(s, lambda: ours(model, x), lambda: theirs(model, x))
-    return Result("saliency", "Captum Saliency (max over channels)", f"resnet18, {n}x{px}px", a, b,
-                  check, ok, ">= 1x")
+    a, b, roof = _time_pair(s, lambda: ours(model, x), lambda: theirs(model, x))
+    return Result("saliency (float32)", "Captum Saliency (max over channels), float32", f"resnet18, {n}x{px}px",
+                  a, b, check, ok, ">= 1x", roof=roof)
 
 
 def row_integrated_gradients(s: Setup) -> Result:
@@ -159,9 +182,9 @@ def row_integrated_gradients(s: Setup) -> Result:
     theirs = lambda m, xx: IntegratedGradients(m).attribute(xx, target=t, n_steps=steps,                # noqa: E731
                                                             internal_batch_size=n * steps).sum(1)
     check, ok = _float64_check(ours, theirs, model, x)
-    a, b = _time_pair(s, lambda: ours(model, x), lambda: theirs(model, x))
-    return Result("integrated gradients", f"Captum IntegratedGradients ({steps} steps)",
-                  f"resnet18, {n}x{px}px", a, b, check, ok, ">= 1x")
+    a, b, roof = _time_pair(s, lambda: ours(model, x), lambda: theirs(model, x))
+    return Result("integrated gradients (float32)", f"Captum IntegratedGradients ({steps} steps), float32",
+                  f"resnet18, {n}x{px}px", a, b, check, ok, ">= 1x", roof=roof)
 
 
 def row_occlusion(s: Setup) -> Result:
@@ -177,10 +200,10 @@ def row_occlusion(s: Setup) -> Result:
                                                 strides=(3, stride, stride), baselines=0.5,
                                                 perturbations_per_eval=windows)[:, 0]
     err = _rel(ours(), theirs())
-    a, b = _time_pair(s, ours, theirs)
-    return Result("occlusion", "Captum Occlusion (all windows per pass)",
+    a, b, roof = _time_pair(s, ours, theirs)
+    return Result("occlusion (float32)", "Captum Occlusion (all windows per pass), float32",
                   f"resnet18, {n}x{px}px, patch {patch} stride {stride}", a, b,
-                  f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x")
+                  f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x", roof=roof)
 
 
 def row_gradcam(s: Setup) -> Result:
@@ -209,9 +232,9 @@ def row_gradcam(s: Setup) -> Result:
     raw = attribution.grad_cam(model, x, t, layer="layer4", upsample=False)
     mine = scale(F.interpolate(scale(raw)[:, None], size=(px, px), mode="bilinear", align_corners=False)[:, 0])
     err = _rel(mine, theirs())
-    a, b = _time_pair(s, ours, theirs)
-    return Result("grad-cam", "pytorch-grad-cam GradCAM", f"resnet18 layer4, {n}x{px}px", a, b,
-                  f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x")
+    a, b, roof = _time_pair(s, ours, theirs)
+    return Result("grad-cam (float32)", "pytorch-grad-cam GradCAM, float32", f"resnet18 layer4, {n}x{px}px",
+                  a, b, f"rel err {err:.1e} <= 1e-4", err <= 1e-4, ">= 2x", roof=roof)
 
 
 def _precision_label(precision: str, device: torch.device) -> str:
@@ -221,27 +244,46 @@ def _precision_label(precision: str, device: torch.device) -> str:
     return label + (", the default here)" if default else ", opt-in here)")
 
 
+def _peer_precision(precision: str) -> str:
+    """Peer-column suffix: the peer runs at the row's precision (bf16: under autocast)."""
+    return ", float32" if precision == "float32" else ", bf16 autocast"
+
+
+#: The goals of the style rows, each against the peer at the same precision.
+GATYS_GOAL = "same precision: >= 3x GPU, >= 1.5x CPU"
+FAST_INFERENCE_GOAL = "same precision: >= 4x GPU; 1080p >= 60 fps on H100"
+FAST_TRAIN_GOAL = "same precision: >= 2x GPU"
+
+
 def row_gatys(s: Setup) -> list[Result]:
     model = models.load_model("vgg19", pretrained=False, device=s.device)
     px = s.size(512, 512, 64)
     steps = 2 if s.tiny else 5
     content, style_image = _batch(s, 1, px, 1), _batch(s, 1, px, 2)
 
-    def theirs():  # both sides compute their targets once per run, then take `steps` steps
-        return peers.TutorialStyleTransfer(model, style.style_targets(model, content, style_image)).run(content, steps)
+    def peer(bf16):  # both sides compute their targets once per run, then take `steps` steps
+        targets = style.style_targets(model, content, style_image)
+        return peers.TutorialStyleTransfer(model, targets).run(content, steps, bf16=bf16)
 
-    their_loss = theirs()[0]
-    out = []
+    their_loss = peer(False)[0]                  # every row is checked against the float32 peer
+    out, f32_peer_s = [], None
     for precision, tol in (("float32", 1e-4), ("bfloat16", 2e-2)):
+        bf16 = precision == "bfloat16"
         ours = lambda: style.style_transfer(model, content, style_image, optimizer="adam", steps=steps,  # noqa: E731
                                             progress=False, precision=precision)
+        theirs = lambda: peer(bf16)  # noqa: E731
         err = abs(ours().history["loss"][0] - their_loss) / abs(their_loss)
-        a, b = _time_pair(s, ours, theirs)
+        check = f"step-0 loss rel diff {err:.1e} <= {tol:g} (vs float32 peer)"
+        if bf16:
+            peer_err = abs(theirs()[0] - their_loss) / abs(their_loss)
+            check += f"; bf16 peer's {peer_err:.1e}"
+        a, b, roof = _time_pair(s, ours, theirs)
+        f32_peer_s = f32_peer_s or b / steps
         out.append(Result("Gatys step" + _precision_label(precision, s.device),
-                          "PyTorch NST tutorial design (loss modules in VGG, float32)",
+                          "PyTorch NST tutorial design (loss modules in VGG)" + _peer_precision(precision),
                           f"VGG19 {px}px, content+style+TV, Adam, per step incl. targets", a / steps, b / steps,
-                          f"step-0 loss rel diff {err:.1e} <= {tol:g}", err <= tol,
-                          ">= 3x GPU, >= 1.5x CPU"))
+                          check, err <= tol, GATYS_GOAL, roof=roof, per=steps,
+                          peer_f32_s=f32_peer_s if bf16 else None))
     return out
 
 
@@ -252,15 +294,21 @@ def row_fast_style_inference(s: Setup) -> list[Result]:
     for size in sizes:
         h, w = size if isinstance(size, tuple) else (size, size)
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(s.device)
-        theirs = lambda: peers.examples_stylize(net, x)          # noqa: E731
+        reference = peers.examples_stylize(net, x)            # float32: every row's check
+        f32_peer_s = None
         for precision, tol in (("float32", 1e-5), ("bfloat16", 2e-2)):
+            bf16 = precision == "bfloat16"
+            theirs = lambda: peers.examples_stylize(net, x, bf16=bf16)          # noqa: E731
             ours = lambda: fast_style.stylize(net, x, precision=precision)  # noqa: E731
-            err = _rel(ours(), theirs())
-            a, b = _time_pair(s, ours, theirs)
+            err = _rel(ours(), reference)
+            a, b, roof = _time_pair(s, ours, theirs)
+            f32_peer_s = f32_peer_s or b
             out.append(Result("fast style inference" + _precision_label(precision, s.device),
-                              "pytorch/examples way (float32, eager)", f"{h}x{w}, {1 / a:.1f} frames/s", a, b,
-                              f"max rel diff {err:.1e} <= {tol:g}", err <= tol,
-                              ">= 4x GPU; 1080p >= 60 fps on H100", {"fps": 1 / a}))
+                              "pytorch/examples way (eager)" + _peer_precision(precision),
+                              f"{h}x{w}, {1 / a:.1f} frames/s", a, b,
+                              f"max rel diff {err:.1e} <= {tol:g} (vs float32 peer)", err <= tol,
+                              FAST_INFERENCE_GOAL, {"fps": 1 / a}, roof=roof,
+                              peer_f32_s=f32_peer_s if bf16 else None))
     return out
 
 
@@ -270,9 +318,10 @@ def row_fast_style_train(s: Setup) -> list[Result]:
     style_image, content = _batch(s, 1, px, 3), _batch(s, n, px, 4)
     targets = style.style_targets(model, None, style_image)
     peer_loss = peers.ExamplesPerceptualLoss(model, targets)
-    out = []
+    out, reference, f32_peer_s = [], None, None
     for precision, tol in (("float32", 1e-4), ("bfloat16", 2e-2)):
-        torch.manual_seed(0)
+        bf16 = precision == "bfloat16"
+        torch.manual_seed(0)                      # the same starting network for every side and row
         ours_net = fast_style.TransformerNet().to(s.device)
         peer_net = fast_style.TransformerNet().to(s.device)
         peer_net.load_state_dict(ours_net.state_dict())
@@ -280,14 +329,19 @@ def row_fast_style_train(s: Setup) -> list[Result]:
         opt_b = torch.optim.Adam(peer_net.parameters(), lr=1e-3)
         ours = lambda: fast_style.train_step(ours_net, opt_a, model, content, targets,  # noqa: E731
                                              precision=precision)["total"]
-        theirs = lambda: peers.examples_train_step(peer_net, opt_b, peer_loss, content)  # noqa: E731
+        theirs = lambda: peers.examples_train_step(peer_net, opt_b, peer_loss, content, bf16=bf16)  # noqa: E731
         first_a, first_b = ours(), theirs()
-        err = abs(first_a - first_b) / abs(first_b)
-        a, b = _time_pair(s, ours, theirs)
+        reference = reference if reference is not None else first_b   # the float32 peer's step-0 loss
+        err = abs(first_a - reference) / abs(reference)
+        check = f"step-0 loss rel diff {err:.1e} <= {tol:g} (vs float32 peer)"
+        if bf16:
+            check += f"; bf16 peer's {abs(first_b - reference) / abs(reference):.1e}"
+        a, b, roof = _time_pair(s, ours, theirs)
+        f32_peer_s = f32_peer_s or b
         out.append(Result("fast style train step" + _precision_label(precision, s.device),
-                          "pytorch/examples recipe (VGG run in full on both batches, float32)",
-                          f"batch {n}x{px}px, VGG16 loss", a, b, f"step-0 loss rel diff {err:.1e} <= {tol:g}",
-                          err <= tol, ">= 2x GPU"))
+                          "pytorch/examples recipe (VGG run in full on both batches)" + _peer_precision(precision),
+                          f"batch {n}x{px}px, VGG16 loss", a, b, check, err <= tol, FAST_TRAIN_GOAL,
+                          roof=roof, peer_f32_s=f32_peer_s if bf16 else None))
     return out
 
 
@@ -309,15 +363,40 @@ ROWS = {
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU ({roofline.cpu_name()})"
+
+
+def _g(x: float) -> str:
+    return f"{x / 1e9:.3g}"
+
+
+def _ratio_cell(r: Result) -> str:
+    cell = f"**{r.ratio:.2f}x**"
+    if r.peer_f32_s is not None:
+        cell += f" ({r.peer_f32_s / r.vizlib_s:.2f}x vs float32 peer)"
+    return cell
+
+
+def _roof_cells(r: Result) -> str:
+    """GFLOP per timed unit, achieved GFLOP/s, the convolutions' own rate, the fractions."""
+    if r.roof is None:
+        return "| - | - | - | - "
+    (ra, rb), (fa, fb) = r.rates(), r.fractions()
+    flops = _g(r.roof.flops_vizlib / r.per)
+    if r.roof.flops_peer != r.roof.flops_vizlib:
+        flops += f" / {_g(r.roof.flops_peer / r.per)}"
+    return (f"| {flops} | {_g(ra)} / {_g(rb)} | {_g(r.roof.limit)} ({r.roof.limit_from}; conv "
+            f"{r.roof.conv_share:.0%} of FLOPs) | **{fa:.2f}** / {fb:.2f} ")
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| row | work | peer | vizlib | peer time | ratio (peer/vizlib) | same result | goal |",
-             "| --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
+    lines = ["| row | work | peer | vizlib | peer time | ratio (peer/vizlib, same precision) | same result "
+             "| GFLOP (vizlib / peer) | GFLOP/s (vizlib / peer) | conv kernels alone, GFLOP/s "
+             "| fraction of the machine's limit (vizlib / peer) | goal |",
+             "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         lines.append(f"| {r.row} | {r.work} | {r.peer} | {r.vizlib_s * 1e3:.1f} ms | {r.peer_s * 1e3:.1f} ms "
-                     f"| **{r.ratio:.2f}x** | {'yes' if r.ok else 'NO'}: {r.check} | {r.goal} |")
+                     f"| {_ratio_cell(r)} | {'yes' if r.ok else 'NO'}: {r.check} {_roof_cells(r)}| {r.goal} |")
     return "\n".join(lines)
 
 
@@ -331,25 +410,40 @@ def run(names, device: torch.device, tiny: bool, warmup: int, reps: int) -> list
     return results
 
 
-def write_results(text: str, device: torch.device) -> Path:
-    """Replace the CPU or GPU section of bench/RESULTS.md with ``text``."""
-    path = HERE / "RESULTS.md"
+INTRO = ("Written by `python bench/run.py --write` (see bench/README.md). Ratios are peer time / vizlib "
+         "time, measured side by side in one process with both sides at the same precision; > 1 means "
+         "vizlib is faster. The roofline columns: achieved GFLOP/s and its fraction of this machine's own "
+         "rate on the row's convolutions run alone.")
+
+
+def _put_block(current: str, key: str, text: str, title: str) -> str:
+    """``current`` with ``text`` between ``<!-- key -->`` and ``<!-- /key -->`` (a new section
+    ``title`` at the end when there is none); everything else is kept as it is."""
+    start, end = current.find(f"<!-- {key} -->"), current.find(f"<!-- /{key} -->")
+    block = f"<!-- {key} -->\n{text}\n<!-- /{key} -->"
+    if start >= 0 and end > start:
+        return current[:start] + block + current[end + len(f"<!-- /{key} -->"):]
+    return current.rstrip("\n") + f"\n\n{title}\n\n{block}\n"
+
+
+def write_results(text: str, device: torch.device, path: Path = HERE / "RESULTS.md") -> Path:
+    """Replace the CPU or GPU section of bench/RESULTS.md with ``text`` and that run's line in the
+    file's machine header; other sections (``bench/notebooks.py`` writes its own) are kept."""
     key = "GPU" if device.type == "cuda" else "CPU"
-    sections = {"CPU": "_not run yet_", "GPU": "_not run yet_"}
-    if path.exists():
-        current = path.read_text()
-        for k in sections:
-            start = current.find(f"<!-- {k} -->")
-            end = current.find(f"<!-- /{k} -->")
-            if start >= 0 and end > start:
-                sections[k] = current[start + len(f"<!-- {k} -->"):end].strip()
-    sections[key] = text
-    body = ["# Benchmark results", "",
-            "Written by `python bench/run.py --write` (see bench/README.md). Ratios are peer time / "
-            "vizlib time, measured side by side in one process; > 1 means vizlib is faster.", ""]
-    for k in ("CPU", "GPU"):
-        body += [f"## Last {k} run", "", f"<!-- {k} -->", sections[k], f"<!-- /{k} -->", ""]
-    path.write_text("\n".join(body))
+    current = path.read_text() if path.exists() else f"# Benchmark results\n\n{INTRO}\n"
+    current = "\n".join(INTRO if line.startswith("Written by `python bench/run.py --write`") else line
+                         for line in current.split("\n"))
+    if "<!-- machines -->" not in current:     # the header: which machine each section ran on
+        head, sep, rest = current.partition("\n## ")
+        current = (f"{head.rstrip()}\n\n<!-- machines -->\n- CPU run: _not run yet_\n- GPU run: _not run yet_\n"
+                   f"<!-- /machines -->\n" + (f"\n{sep.strip()} {rest}" if sep else ""))
+    start, end = current.find("<!-- machines -->"), current.find("<!-- /machines -->")
+    lines = current[start + len("<!-- machines -->"):end].strip().splitlines()
+    lines = [f"- {key} run: {roofline.machine(device)}" if line.startswith(f"- {key} run:") else line
+             for line in lines]
+    current = _put_block(current, "machines", "\n".join(lines), "")
+    current = _put_block(current, key, text, f"## Last {key} run")
+    path.write_text(current)
     return path
 
 
@@ -370,7 +464,11 @@ def main(argv=None) -> int:
     results = run(names, device, args.tiny, warmup, reps)
     header = (f"{started:%Y-%m-%d %H:%M} UTC on **{device_name(device)}**, torch {torch.__version__}, "
               f"median of {reps} after {warmup} warm-up; reproduce with "
-              f"`python bench/run.py --device {device.type}{' --tiny' if args.tiny else ''}`")
+              f"`python bench/run.py --device {device.type}{' --tiny' if args.tiny else ''}`\n\n"
+              f"Machine: {roofline.machine(device)}. GFLOP: counted (FlopCounterMode's formulas) on one "
+              f"call, per the unit timed. The conv column is this machine's rate on the row's convolutions "
+              f"run alone (same shapes, dtype, memory format; forward and the backward the row runs; best "
+              f"of 2-3); the fraction is achieved GFLOP/s over it.")
     text = header + "\n\n" + table(results)
     print(text)
     if args.write:

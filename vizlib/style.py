@@ -56,9 +56,59 @@ def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """
     features = _check_features(features)
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    gram = torch.bmm(flat, flat.transpose(1, 2))
+    if _channels_last(features):
+        # channels-last maps (how vizlib runs its networks) are (B, N, C) in memory: use that
+        # view rather than copy them into (B, C, N); the gradient then comes back channels-last
+        # too, so autograd adds it to the network's own without a layout change
+        flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
+    else:
+        flat = features.reshape(b, c, h * w)
+    if _autocasting(flat.device):  # autocast picks the product's precision
+        gram = torch.bmm(flat, flat.transpose(1, 2))
+    else:
+        gram = _SelfProduct.apply(flat)
     return gram / (h * w) if normalize else gram
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    try:
+        return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    except RuntimeError:  # inside torch.vmap, where memory formats cannot be asked
+        return False
+
+
+def _autocasting(device: torch.device) -> bool:
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return False
+
+
+class _SelfProduct(torch.autograd.Function):
+    """``F F^T`` for ``F`` of shape ``(B, C, N)``, with the gradient ``(dG + dG^T) F`` in one
+    batched product (autograd's ``bmm`` backward would take two products of the size of ``F``
+    and add them: a third of a style step's Gram time). The backward is made of
+    differentiable operations, so second derivatives (and ``torch.func`` transforms) work."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(flat):
+        return torch.bmm(flat, flat.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (flat,) = ctx.saved_tensors
+        sym = grad + grad.transpose(1, 2)
+        if flat.transpose(1, 2).is_contiguous():
+            # F is (B, N, C) in memory (channels-last): (sym F)^T = F^T sym, as sym is symmetric,
+            # so the gradient is made in that layout too
+            return torch.bmm(flat.transpose(1, 2), sym).transpose(1, 2)
+        return torch.bmm(sym, flat)
 
 
 def covariance_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -462,7 +512,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
         history.setdefault("scale", []).extend([tuple(here.shape[-2:])] * len(result.history["loss"]))
     if preserve_colors:
         image = preserve_colors_of(image, _resize(content, tuple(image.shape[-2:])))
-    return RenderResult(image=image, history=history)
+    return RenderResult(image=image.to(home), history=history)
 
 
 # YIQ (NTSC): Y is luminance, I and Q the chrominance
