@@ -36,7 +36,7 @@ quick-course: setup
 # Two pytest workers on two cores: one thread each (OMP_NUM_THREADS reaches the notebooks' kernels
 # too); two threads per worker oversubscribe the cores and slowed the suite several-fold.
 test: setup
-	OMP_NUM_THREADS=1 VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-kernel-name vizlib-accelerator --nbval-cell-timeout=300 --timeout=900 -p no:cacheprovider tests lectures solutions
+	OMP_NUM_THREADS=1 VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-kernel-name vizlib-accelerator --nbval-cell-timeout=300 --timeout=900 -p no:cacheprovider --durations=15 tests lectures solutions
 
 test-slow: setup
 	VIZLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -m slow tests

@@ -358,13 +358,15 @@ def _load_state(out_dir: Path) -> dict:
 
 
 def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "build" / "book",
-               quick: bool = False, only: list[str] | None = None, limit: float | None = None) -> bool:
+               quick: bool = False, only: list[str] | None = None, limit: float | None = None,
+               tries: int = 2) -> bool:
     """Execute the lectures and write the book. Returns ``True`` when every lecture ran.
 
     ``only``: lecture number prefixes to build; the index keeps the other lectures' entries from
     earlier builds (``book.json``), so a partial build updates only its own lectures.
     ``limit``: seconds one lecture may take before it is killed and retried (default 300
-    in quick mode, 3600 otherwise). Every page says which course networks the lecture ran on
+    in quick mode, 3600 otherwise); ``tries``: runs of a lecture that stalls or passes its
+    limit before it counts as failed. Every page says which course networks the lecture ran on
     and links to the index and to the lectures before and after it.
     """
     import nbformat
@@ -384,7 +386,7 @@ def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "b
         print(f"[book] {path.name} …", flush=True)
         target = out_dir / "notebooks" / path.name
         target.unlink(missing_ok=True)
-        ok = run_isolated(path, target, quick, limit)
+        ok = run_isolated(path, target, quick, limit, tries)
         all_ok &= ok
         seconds = time.perf_counter() - start
         nb = nbformat.read(target, as_version=4)
