@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import roofline  # noqa: E402  (bench/roofline.py)
+from results import put_block  # noqa: E402  (bench/results.py)
 
 
 def notebooks(root: Path = ROOT, only: list[str] | None = None) -> list[Path]:
@@ -36,27 +38,19 @@ def notebooks(root: Path = ROOT, only: list[str] | None = None) -> list[Path]:
 
 
 def machine() -> str:
-    """The device the notebooks will use, and the CPU, in words."""
+    """The device the notebooks will use, the CPU (:func:`roofline.cpu_name`) and torch, in words."""
     import torch
 
     from vizlib import config
 
     device = config.device()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif device.type == "mps":
         name = "Apple MPS"
     else:
         name = "CPU only"
-    return f"{name} ({device}); CPU {cpu}, {os.cpu_count()} cores; torch {torch.__version__}"
+    return f"{name} ({device}); CPU {roofline.cpu_name()}; torch {torch.__version__}"
 
 
 def table(rows: list[dict]) -> str:
@@ -69,17 +63,10 @@ def table(rows: list[dict]) -> str:
 
 
 def write_section(text: str, key: str, path: Path = HERE / "RESULTS.md") -> Path:
-    """Put ``text`` between ``<!-- key -->`` and ``<!-- /key -->`` in ``path``, appending a
-    section when there is none; the rest of the file is left as it is."""
+    """Put ``text`` in the ``key`` section of ``path`` (``## Notebooks, GPU`` for
+    ``NOTEBOOKS-GPU``, appended when there is none); the rest of the file is left as it is."""
     current = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = current.find(f"<!-- {key} -->"), current.find(f"<!-- /{key} -->")
-    block = f"<!-- {key} -->\n{text}\n<!-- /{key} -->"
-    if start >= 0 and end > start:
-        current = current[:start] + block + current[end + len(f"<!-- /{key} -->"):]
-    else:
-        title = "## Notebooks, " + key.split("-", 1)[1]
-        current = current.rstrip("\n") + f"\n\n{title}\n\n{block}\n"
-    path.write_text(current)
+    path.write_text(put_block(current, key, text, "## Notebooks, " + key.split("-", 1)[1]))
     return path
 
 

@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (bench/peers.py)
+from results import put_block  # noqa: E402  (bench/results.py)
 import roofline  # noqa: E402  (bench/roofline.py)
 
 from vizlib import attribution, fast_style, models, render, style  # noqa: E402
@@ -416,16 +417,6 @@ INTRO = ("Written by `python bench/run.py --write` (see bench/README.md). Ratios
          "rate on the row's convolutions run alone.")
 
 
-def _put_block(current: str, key: str, text: str, title: str) -> str:
-    """``current`` with ``text`` between ``<!-- key -->`` and ``<!-- /key -->`` (a new section
-    ``title`` at the end when there is none); everything else is kept as it is."""
-    start, end = current.find(f"<!-- {key} -->"), current.find(f"<!-- /{key} -->")
-    block = f"<!-- {key} -->\n{text}\n<!-- /{key} -->"
-    if start >= 0 and end > start:
-        return current[:start] + block + current[end + len(f"<!-- /{key} -->"):]
-    return current.rstrip("\n") + f"\n\n{title}\n\n{block}\n"
-
-
 def write_results(text: str, device: torch.device, path: Path = HERE / "RESULTS.md") -> Path:
     """Replace the CPU or GPU section of bench/RESULTS.md with ``text`` and that run's line in the
     file's machine header; other sections (``bench/notebooks.py`` writes its own) are kept."""
@@ -441,8 +432,8 @@ def write_results(text: str, device: torch.device, path: Path = HERE / "RESULTS.
     lines = current[start + len("<!-- machines -->"):end].strip().splitlines()
     lines = [f"- {key} run: {roofline.machine(device)}" if line.startswith(f"- {key} run:") else line
              for line in lines]
-    current = _put_block(current, "machines", "\n".join(lines), "")
-    current = _put_block(current, key, text, f"## Last {key} run")
+    current = put_block(current, "machines", "\n".join(lines), "")
+    current = put_block(current, key, text, f"## Last {key} run")
     path.write_text(current)
     return path
 
