@@ -321,6 +321,16 @@ def stack_images(images: Sequence[torch.Tensor], size: Size = None) -> torch.Ten
     return torch.cat(items, dim=0)
 
 
+def batch_count(images, batch_size: int = 64) -> int | None:
+    """How many batches :func:`iter_batches` will yield from ``images`` (``None``: a stream
+    without a length)."""
+    if isinstance(images, dict):
+        images = images.get("images")
+    if isinstance(images, torch.Tensor):
+        return -(-len(images) // batch_size) if images.dim() == 4 else None
+    return len(images) if hasattr(images, "__len__") else None
+
+
 def iter_batches(images, batch_size: int = 64):
     """Yield ``(B, 3, H, W)`` batches from a tensor or from a stream of batches.
 

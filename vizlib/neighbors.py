@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .hooks import capture_activations, capture_inputs
-from .images import iter_batches
+from .images import batch_count, iter_batches
 from .models import model_device, require_eval
 from .progress import progress_bar
 
@@ -153,11 +153,7 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     batches: Iterable[torch.Tensor] = iter_batches(images, batch_size)
-    source = images.get("images") if isinstance(images, dict) else images
-    if isinstance(source, torch.Tensor):
-        total = -(-len(source) // batch_size) if source.dim() == 4 else None
-    else:
-        total = len(source) if hasattr(source, "__len__") else None
+    total = batch_count(images, batch_size)
 
     path = None
     if cache_dir is not None:

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from .hooks import capture_activations
-from .images import iter_batches
+from .images import batch_count, iter_batches
 from .models import require_eval, to_model
 from .progress import progress_bar
 from .receptive import ReceptiveField
@@ -72,15 +72,6 @@ def _merge(kept: tuple | None, new: tuple, k: int) -> tuple:
     return tuple(t.gather(1, order) for t in new)
 
 
-def _batch_count(images, batch_size: int) -> int | None:
-    """How many batches :func:`~vizlib.images.iter_batches` will yield (``None``: unknown)."""
-    if isinstance(images, dict):
-        images = images.get("images")
-    if isinstance(images, torch.Tensor):
-        return -(-len(images) // batch_size) if images.dim() == 4 else None
-    return len(images) if hasattr(images, "__len__") else None
-
-
 def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
                     channels: Sequence[int] | None = None, batch_size: int = 64,
                     progress: bool | None = None) -> TopActivations:
@@ -110,7 +101,7 @@ def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
     require_eval(model, "top_activations")
     batches = iter_batches(images, batch_size)
     kept, seen, chosen = None, 0, None
-    with progress_bar(_batch_count(images, batch_size), f"scanning {layer}", progress,
+    with progress_bar(batch_count(images, batch_size), f"scanning {layer}", progress,
                       unit="batch") as bar:
         for batch in batches:
             with torch.no_grad(), capture_activations(model, layer) as acts:
