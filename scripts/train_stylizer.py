@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as run_dir:
         net, history = fast_style.train(
             style, photos, run_dir, model=model, sample_every=0, checkpoint_every=0, resume=False,
-            device="cpu", **{k: v for k, v in settings.items()})
+            device="cpu", **settings)
     seconds = time.perf_counter() - start
     last = {k: sum(h[k] for h in history[-50:]) / len(history[-50:]) for k in history[-1]}
     meta = dict(settings, style=STYLE, held_out=list(HELD_OUT), crops=args.crops, images=len(photos),
