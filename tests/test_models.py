@@ -149,8 +149,8 @@ def test_predict_returns_sorted_probabilities(tiny_net):
 
 def test_layer_paths_that_point_nowhere_are_refused_when_the_model_is_built():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU())
-    with pytest.raises(ValueError, match=r"CourseModel 'toy': layer paths that are not modules of the network: "
-                                         r"'conv' -> 'conv' \(paths are relative to the wrapped network"):
+    with pytest.raises(ValueError, match=r"CourseModel: layer 'conv' -> 'conv' is not a module of toy \(paths are "
+                                         r"relative to the network, as in net.named_modules\(\)\); valid paths include '0', '1'"):
         models.CourseModel(net, "toy", ["a", "b"], {"conv": "conv", "relu": "1"}, source="random", input_size=8)
     ok = models.CourseModel(net, "toy", ["a", "b"], {"conv": "0", "relu": "1"}, source="random", input_size=8)
     assert ok.layer("relu") is net[1]

@@ -80,13 +80,8 @@ class CourseModel(nn.Module):
         self.source = source
         self.classes = list(classes)
         self.input_size = int(input_size)
+        layer_paths = check_layer_paths(layer_paths, net, name, "CourseModel")
         self.layer_paths = OrderedDict((k, "net." + v) for k, v in layer_paths.items())
-        modules = dict(net.named_modules())
-        nowhere = [f"{k!r} -> {v!r}" for k, v in layer_paths.items() if v not in modules]
-        if nowhere:
-            raise ValueError(f"CourseModel {name!r}: layer paths that are not modules of the network: "
-                             f"{', '.join(nowhere[:3])}{' …' if len(nowhere) > 3 else ''} (paths are "
-                             "relative to the wrapped network, e.g. 'features.0')")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, 3, H, W)`` in [0, 1] on any device -> logits ``(B, K)`` on ``x``'s device."""
@@ -209,7 +204,7 @@ def wrap(net: nn.Module, *, mean=IMAGENET_MEAN, std=IMAGENET_STD, classes=None, 
         else:
             layers = _generic_names(net, modules)
     else:
-        layers = _check_layers(layers, modules, name)
+        layers = check_layer_paths(layers, net, name)
     if style_layers is None:
         style_layers, content_layer = _rectifier_style_layers(net, layers, modules)
     model = CourseModel(net, name, classes, layers, source="custom", input_size=input_size,
@@ -249,22 +244,26 @@ def _check_classes(net: nn.Module, classes, name: str) -> list:
     return list(classes)
 
 
-def _check_layers(layers, modules: dict, name: str) -> "OrderedDict[str, str]":
+def check_layer_paths(layers, net: nn.Module, name: str, who: str = "wrap") -> "OrderedDict[str, str]":
+    """``layers`` ({idea name: dotted module path inside ``net``}) checked: the one check of
+    layer paths, used by :func:`wrap` and by :class:`CourseModel` itself. A path that is no module
+    of ``net`` is a ``ValueError`` naming the closest paths; ``who`` starts the message."""
     if not isinstance(layers, Mapping):
-        raise TypeError(f"wrap: layers must be a dict {{name: module path}}, got {type(layers).__name__}")
+        raise TypeError(f"{who}: layers must be a dict {{name: module path}}, got {type(layers).__name__}")
+    modules = dict(net.named_modules())
     paths = [p for p in modules if p]
     checked = OrderedDict()
     for key, path in layers.items():
         if not isinstance(key, str) or not key:
-            raise TypeError(f"wrap: layer names must be non-empty str, got {key!r}")
+            raise TypeError(f"{who}: layer names must be non-empty str, got {key!r}")
         if not isinstance(path, str):
-            raise TypeError(f"wrap: layer {key!r} must map to a module path (a str such as 'features.3'), "
+            raise TypeError(f"{who}: layer {key!r} must map to a module path (a str such as 'features.3'), "
                             f"got {type(path).__name__}")
         if path not in modules or not path:
             close = difflib.get_close_matches(path, paths, n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(map(repr, close))}?" if close else \
                 f"valid paths include {', '.join(map(repr, paths[:8]))}{' …' if len(paths) > 8 else ''}"
-            raise ValueError(f"wrap: layer {key!r} -> {path!r} is not a module of {name} (paths are "
+            raise ValueError(f"{who}: layer {key!r} -> {path!r} is not a module of {name} (paths are "
                              f"relative to the network, as in net.named_modules()); {hint}")
         checked[key] = path
     return checked
