@@ -32,8 +32,9 @@ from torch import nn
 
 from .hooks import capture_activations, capture_inputs
 from .images import batch_count, iter_batches
-from .models import model_device, require_eval
+from .policy import model_device, require_eval
 from .progress import progress_bar
+from .validate import check_positive_int
 
 __all__ = ["default_cache_dir", "penultimate_layer", "extract_features", "pixel_features",
            "nearest_neighbors", "neighbor_class_agreement", "embed_2d", "grid_assignment",
@@ -150,8 +151,7 @@ def extract_features(model: nn.Module, images, layer=None, batch_size: int = 64,
     Returns:
         ``(N, D)`` float32 on the CPU.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batch_size = check_positive_int(batch_size, "batch_size")
     batches: Iterable[torch.Tensor] = iter_batches(images, batch_size)
     total = batch_count(images, batch_size)
 

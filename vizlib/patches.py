@@ -24,9 +24,10 @@ import torch
 
 from .hooks import capture_activations
 from .images import batch_count, iter_batches
-from .models import require_eval, to_model
+from .policy import require_eval, to_model
 from .progress import progress_bar
 from .receptive import ReceptiveField
+from .validate import check_positive_int
 
 __all__ = ["TopActivations", "top_activations", "crop_patches", "class_purity",
            "chance_purity", "purity_vs_chance", "majority_labels"]
@@ -94,10 +95,8 @@ def top_activations(model: torch.nn.Module, layer: str, images, k: int = 9,
         an image is its max over the map (first location on ties); rows are sorted by value,
         ties by image index, so the result does not depend on ``batch_size``.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    k = check_positive_int(k, "k")
+    batch_size = check_positive_int(batch_size, "batch_size")
     require_eval(model, "top_activations")
     batches = iter_batches(images, batch_size)
     kept, seen, chosen = None, 0, None
