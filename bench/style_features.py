@@ -63,7 +63,7 @@ def hed_vgg16(h5_path: Path) -> models.CourseModel:
                     weight = weight.flip(1)
                 conv.weight.data.copy_(weight)
                 conv.bias.data.copy_(torch.from_numpy(group["1"][()]))
-    paths = models._sequential_names(net.features, "features", block_style=True)
+    paths = models.sequential_layer_names(net.features, "features", block_style=True)
     mean = tuple(m / 255 for m in reversed(BGR_MEAN))
     model = models.CourseModel(net, "hed_vgg16", [], paths, source="hed-bsds500", input_size=224,
                                mean=mean, std=(1 / 255,) * 3)

@@ -345,7 +345,7 @@ def _rectifier_style_layers(net: nn.Module, layers: dict, modules: dict):
 # Layer names
 # ----------------------------------------------------------------------------------------
 
-def _sequential_names(seq: nn.Sequential, prefix: str, block_style: bool, start_block: int = 1) -> dict:
+def sequential_layer_names(seq: nn.Sequential, prefix: str, block_style: bool, start_block: int = 1) -> dict:
     """Name the children of a VGG/AlexNet-style ``Sequential`` (conv, relu, pool …).
 
     ``block_style=True`` gives VGG names (``conv3_2``, ``relu3_2``, ``pool3``); otherwise
@@ -388,12 +388,12 @@ def _classifier_names(seq: nn.Sequential, prefix: str, first_fc: int) -> dict:
 
 def _layer_paths(name: str, net: nn.Module) -> dict:
     if name == "alexnet":
-        paths = _sequential_names(net.features, "features", block_style=False)
+        paths = sequential_layer_names(net.features, "features", block_style=False)
         paths["avgpool"] = "avgpool"
         paths.update(_classifier_names(net.classifier, "classifier", first_fc=6))
         return paths
     if name.startswith("vgg"):
-        paths = _sequential_names(net.features, "features", block_style=True)
+        paths = sequential_layer_names(net.features, "features", block_style=True)
         paths["avgpool"] = "avgpool"
         paths.update(_classifier_names(net.classifier, "classifier", first_fc=6))
         return paths
