@@ -473,16 +473,12 @@ def _offline_model(device, pretrained: bool = True) -> CourseModel:
 
 def weights_path(name: str) -> Path:
     """Where torchvision's ImageNet checkpoint for ``name`` is cached (``$TORCH_HOME``)."""
-    import torchvision
-
     weights = torchvision.models.get_model_weights(name).DEFAULT
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
 def _imagenet_state_dict(name: str, timeout: float) -> dict:
     """Read the cached checkpoint, downloading it first if needed. Raises ``OSError``."""
-    import torchvision
-
     weights = torchvision.models.get_model_weights(name).DEFAULT
     path = weights_path(name)
     if not path.exists():
@@ -529,8 +525,6 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return make(device, pretrained)
-
-    import torchvision
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -27,7 +27,13 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from scipy.optimize import linear_sum_assignment
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from .hooks import capture_activations, capture_inputs
@@ -101,8 +107,6 @@ def _load_cached(path: Path) -> torch.Tensor | None:
     if not path.exists():
         return None
     try:
-        from safetensors.torch import load_file
-
         feats = load_file(str(path))["features"]
         if feats.dim() != 2:
             raise ValueError(f"features have shape {tuple(feats.shape)}")
@@ -114,8 +118,6 @@ def _load_cached(path: Path) -> torch.Tensor | None:
 
 
 def _save_cached(path: Path, feats: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -281,8 +283,6 @@ def embed_2d(features: torch.Tensor, method: str = "pca", seed: int = 0,
     dimensions (faster, and the usual recipe); ``perplexity`` is capped for small ``N``.
     The same ``seed`` gives the same points. Returns float32 on the CPU.
     """
-    import numpy as np
-    from sklearn.decomposition import PCA
 
     x = torch.as_tensor(features).detach().cpu().to(torch.float64).numpy()
     if x.ndim != 2 or x.shape[0] < 3:
@@ -292,8 +292,6 @@ def embed_2d(features: torch.Tensor, method: str = "pca", seed: int = 0,
         if pts.shape[1] < 2:
             pts = np.concatenate([pts, np.zeros((len(pts), 2 - pts.shape[1]))], axis=1)
     elif method == "tsne":
-        from sklearn.manifold import TSNE
-        from sklearn.preprocessing import StandardScaler
 
         x = StandardScaler().fit_transform(x)
         if x.shape[1] > 50:
@@ -316,8 +314,6 @@ def grid_assignment(points: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 
     Returns ``(N,)`` int64 cell indices ``row * cols + col``, all distinct.
     """
-    import numpy as np
-    from scipy.optimize import linear_sum_assignment
 
     p = torch.as_tensor(points).detach().cpu().to(torch.float64)
     if p.dim() != 2 or p.shape[1] != 2:
