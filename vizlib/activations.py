@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .hooks import capture_activations
-from .models import get_layer, layer_names, require_eval, to_model
+from .layers import get_layer, layer_names
+from .policy import require_eval, to_model
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from .hooks import capture_activations
-from .models import get_layer, require_eval, to_model
+from .layers import get_layer
+from .policy import require_eval, to_model
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
