@@ -1,5 +1,6 @@
 """vizlib.fast_style (lecture 14): the transformer network, one training step, training with
 checkpoints that resume exactly, safe checkpoint loading, and inference at any size."""
+import io
 import os
 
 import pytest
@@ -150,6 +151,43 @@ def test_checkpoints_with_pickled_code_or_garbage_are_refused(tmp_path):
     save_file({"w": torch.zeros(2)}, str(other))
     with pytest.raises(fs.CheckpointError, match="not a vizlib fast-style checkpoint"):
         fs.load_checkpoint(other)
+
+
+def test_the_optimiser_state_round_trips_and_pickled_code_in_it_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    net = fs.TransformerNet(4, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.8, 0.95))
+    net(_batch(1, 12)).sum().backward()
+    opt.step()
+    path = fs.save_checkpoint(tmp_path / "ck.safetensors", net, opt, {"step": 1})
+    loaded, info = fs.load_checkpoint(path)
+    again = torch.optim.Adam(loaded.parameters(), lr=1.0)
+    fs.restore_optimizer(again, info)
+    want, got = opt.state_dict(), again.state_dict()
+    assert got["param_groups"] == want["param_groups"] and got["state"].keys() == want["state"].keys()
+    for pid, state in want["state"].items():
+        for key, value in state.items():
+            torch.testing.assert_close(got["state"][pid][key], value, rtol=0, atol=0)
+    with pytest.raises(fs.CheckpointError, match="optimiser is Adam, not SGD"):
+        fs.restore_optimizer(torch.optim.SGD(loaded.parameters(), lr=1.0), info)
+    # the optimiser's bytes are a torch.save file: one holding code is refused, never run
+    _Evil.marker = tmp_path / "pwned"
+    tensors = load_file(str(path))
+    pickled = io.BytesIO()
+    torch.save({"state": {}, "x": _Evil()}, pickled)
+    tensors[fs.OPTIMIZER_KEY] = torch.frombuffer(bytearray(pickled.getvalue()), dtype=torch.uint8)
+    evil = tmp_path / "evil.safetensors"
+    with safe_open(str(path), framework="pt") as f:  # the same header: only the optimiser's bytes differ
+        header = f.metadata()
+    save_file(tensors, str(evil), metadata=header)
+    with pytest.raises(fs.CheckpointError, match="never executed"):
+        fs.load_checkpoint(evil)
+    assert not _Evil.marker.exists()
+    # a checkpoint whose optimiser tensors an older vizlib flattened by hand cannot be resumed
+    with pytest.raises(fs.CheckpointError, match="older vizlib"):
+        fs.restore_optimizer(again, {"optim": {"class": "Adam", "scalars": {}, "param_groups": []}})
 
 
 def test_plain_tensor_files_load_with_weights_only(tmp_path):

@@ -393,7 +393,7 @@ def _train_style(argv) -> int:
         _writable_folder(args.out, "output folder")
         named_device = _check_device(args.device)
         style_img = _image_arg(args.style, "style image", args.style_size)
-        rank, world, local_rank = fast_style._distributed()
+        rank, world, local_rank = fast_style.distributed_ranks()
         if named_device is not None:
             device = named_device
         elif world > 1 and torch.cuda.is_available():

@@ -20,6 +20,7 @@ hundred forward and backward passes through VGG per picture. Here a small
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -214,10 +215,12 @@ def save_checkpoint(path, transformer: nn.Module, optimizer: torch.optim.Optimiz
                     meta: dict | None = None) -> Path:
     """Write the transformer (and the optimiser's state, for resuming) with safetensors.
 
-    Tensors are stored under ``model.*`` and ``optim.*``; ``meta`` (JSON-able: step, style
+    The network's tensors are stored under ``model.*``; ``meta`` (JSON-able: step, style
     settings …) and the network's :meth:`TransformerNet.config` go into the header. The
-    file is written beside the target and renamed, so an interrupted save leaves the last
-    good checkpoint.
+    optimiser's ``state_dict()`` is stored as it is, by ``torch.save``, in one byte tensor
+    (``optimizer``): :func:`load_checkpoint` reads it back with ``weights_only=True``, which
+    refuses anything but tensors and plain containers. The file is written beside the target
+    and renamed, so an interrupted save leaves the last good checkpoint.
     """
     from safetensors.torch import save_file
 
@@ -227,20 +230,36 @@ def save_checkpoint(path, transformer: nn.Module, optimizer: torch.optim.Optimiz
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     info = {"kind": "vizlib.fast_style", "config": net.config(), "meta": meta or {}}
     if optimizer is not None:
-        state = optimizer.state_dict()
-        scalars = {}
-        for pid, pstate in state["state"].items():
-            for key, value in pstate.items():
-                if isinstance(value, torch.Tensor) and value.ndim > 0:
-                    tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
-                else:
-                    scalars[f"{pid}.{key}"] = float(value)
-        info["optim"] = {"param_groups": state["param_groups"], "scalars": scalars,
-                         "class": type(optimizer).__name__}
+        tensors[OPTIMIZER_KEY] = _to_bytes_tensor(optimizer.state_dict())
+        info["optimizer"] = type(optimizer).__name__
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"vizlib": json.dumps(info)})
     os.replace(tmp, path)
     return path
+
+
+#: The checkpoint's tensor that holds the optimiser's ``state_dict()`` as ``torch.save`` bytes.
+OPTIMIZER_KEY = "optimizer"
+
+
+def _to_bytes_tensor(state: dict) -> torch.Tensor:
+    """``state`` (tensors, numbers, strings and containers of them) as a ``torch.save`` file in a
+    ``(n,)`` uint8 tensor. Tensors are moved to the CPU."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def _from_bytes_tensor(data: torch.Tensor, path: Path) -> dict:
+    """The inverse of :func:`_to_bytes_tensor`, read with ``weights_only=True``: pickled code in
+    ``data`` is refused, never run (:class:`CheckpointError`)."""
+    try:
+        return torch.load(io.BytesIO(data.numpy().tobytes()), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means: refuse the file
+        raise CheckpointError(
+            f"refusing {path}: its optimiser state does not load with weights_only=True "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). A file holding pickled code is "
+            "never executed.") from None
 
 
 def _read_tensors(path: Path) -> tuple[dict, dict]:
@@ -298,7 +317,8 @@ def load_checkpoint(path, device=None) -> tuple[TransformerNet, dict]:
                               f"{str(e).splitlines()[0][:300]}") from None
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise CheckpointError(f"{path} holds NaN or infinite weights")
-    info["_tensors"] = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    if OPTIMIZER_KEY in tensors:
+        info["_optimizer_state"] = _from_bytes_tensor(tensors[OPTIMIZER_KEY], path)
     return net.to(device or "cpu").eval(), info
 
 
@@ -321,20 +341,21 @@ def pretrained(device=None) -> tuple[TransformerNet, dict]:
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, info: dict) -> None:
     """Put the optimiser state saved in a checkpoint (``info`` from :func:`load_checkpoint`)
-    back into ``optimizer`` (built over the loaded network's parameters)."""
-    saved = info.get("optim")
-    if not saved:
+    back into ``optimizer`` (built over the loaded network's parameters).
+
+    Raises:
+        CheckpointError: the checkpoint's optimiser is of another class, or its state was
+            written by an older vizlib (optimiser tensors flattened by hand, ``optim.*``).
+    """
+    if "optim" in info and "_optimizer_state" not in info:
+        raise CheckpointError("the checkpoint's optimiser state is in the format of an older vizlib "
+                              "(optim.* tensors), which this one no longer reads")
+    state = info.get("_optimizer_state")
+    if state is None:
         return
-    if saved.get("class") != type(optimizer).__name__:
-        raise CheckpointError(f"the checkpoint's optimiser is {saved.get('class')}, not {type(optimizer).__name__}")
-    state: dict = {}
-    for key, value in info.get("_tensors", {}).items():
-        _, pid, name = key.split(".", 2)
-        state.setdefault(int(pid), {})[name] = value
-    for key, value in saved["scalars"].items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = torch.tensor(value)
-    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    if info.get("optimizer") != type(optimizer).__name__:
+        raise CheckpointError(f"the checkpoint's optimiser is {info.get('optimizer')}, not {type(optimizer).__name__}")
+    optimizer.load_state_dict(state)
 
 
 # ----------------------------------------------------------------------------------------
@@ -397,7 +418,7 @@ def _check_same_run(info: dict, *, style_digest: str, image_size: int, width: in
         raise CheckpointError(f"{path} belongs to another run ({'; '.join(differ)})")
 
 
-def _distributed() -> tuple[int, int, int]:
+def distributed_ranks() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment, or (0, 1, 0)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
@@ -439,7 +460,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
     from .images import save_image
     from .models import load_model
 
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = distributed_ranks()
     ddp = world > 1
     if ddp and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
