@@ -93,10 +93,12 @@ def load_mutants(assignment: str, root: Path) -> list[Mutant]:
 @dataclass
 class Program:
     """The code cells of a source notebook: ``cells`` as ``(grade_id, kind, source)`` with kind
-    ``"solution"``, ``"graded"`` or ``"code"``; ``tests[cell]`` the graded cells of each part."""
+    ``"solution"``, ``"graded"`` or ``"code"``; ``tests[cell]`` the graded cells of each part;
+    ``points[cell]`` what each graded cell is worth."""
     assignment: str
     cells: list[tuple[str, str, str]]
     tests: dict[str, list[str]] = field(default_factory=dict)
+    points: dict[str, float] = field(default_factory=dict)
 
     @property
     def graded(self) -> list[str]:
@@ -123,7 +125,7 @@ def program(assignment: str, root: Path) -> Program:
         raise ValueError(f"{assignment}: expected one source notebook in solutions/{assignment}, "
                          f"found {len(notebooks)}")
     nb = json.loads(notebooks[0].read_text())
-    cells, tests, current = [], {}, None
+    cells, tests, points, current = [], {}, {}, None
     for i, c in enumerate(nb["cells"]):
         if c["cell_type"] != "code":
             continue
@@ -136,11 +138,12 @@ def program(assignment: str, root: Path) -> Program:
             tests[gid] = []
         elif meta.get("grade"):
             cells.append((gid, "graded", strip_markers(source, keep_hidden=True)))
+            points[gid] = float(meta.get("points", 0) or 0)
             if current is not None:
                 tests[current].append(gid)
         else:
             cells.append((gid, "code", source))
-    return Program(assignment, cells, tests)
+    return Program(assignment, cells, tests, points)
 
 
 def released_solutions(assignment: str, root: Path) -> dict[str, str]:

@@ -49,17 +49,14 @@ class _Assignment:
 
     def __init__(self, assignment: str, root: Path):
         (self.release_path,) = sorted((root / "assignments" / assignment).glob("*.ipynb"))
-        (source_path,) = sorted((root / "solutions" / assignment).glob("*.ipynb"))
         self.name = assignment
         self.release = json.loads(self.release_path.read_text())
-        source = json.loads(source_path.read_text())
-        prog = program(assignment, root)
+        prog = program(assignment, root)  # the source notebook, read once
         self.solutions = prog.solutions
         self.order = list(prog.solutions)
         # the graded cells that test each solution cell: those between it and the next one
         self.tests = prog.tests
-        self.points = {_meta(c)["grade_id"]: float(_meta(c).get("points", 0))
-                       for c in source["cells"] if _meta(c).get("grade")}
+        self.points = prog.points
         self.total = sum(self.points.values())
 
     def notebook(self, solved=None, replace: dict[str, str] | None = None) -> dict:
