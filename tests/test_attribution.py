@@ -14,6 +14,10 @@ from vizlib import shapes
 from vizlib.hooks import hook_count, relu_backward_rule
 from vizlib.models import load_model
 
+# every method of the registry, and the CAM variants that are not in it (the lectures' explorers
+# offer the registry)
+EVERY = {**A.METHODS, "xgrad_cam": A.xgrad_cam, "layer_cam": A.layer_cam}
+
 # settings that keep every method fast on 64-px ShapesNet images
 FAST = {"occlusion": dict(patch=16, stride=16), "smoothgrad": dict(samples=4),
         "integrated_gradients": dict(steps=8)}
@@ -194,6 +198,38 @@ def test_gradcam_and_plusplus_match_pytorch_grad_cam(shapesnet64, batch, layer):
     ours = _as_pytorch_grad_cam(A.grad_cam_pp(m, x, t, layer=layer, upsample=False, eps=1e-6), (64, 64))
     assert rel_err(ours, _pytorch_grad_cam(gc.GradCAMPlusPlus, m, layer, x, t)) < 1e-5
 
+@pytest.mark.parametrize("layer", ["relu2", "relu3", "relu4"])
+def test_layer_cam_and_xgrad_cam_match_pytorch_grad_cam(shapesnet64, batch, layer):
+    gc = pytest.importorskip("pytorch_grad_cam")
+    m, x, t = shapesnet64, batch["images"].double(), batch["labels"]
+    ours = _as_pytorch_grad_cam(A.layer_cam(m, x, t, layer=layer, upsample=False), (64, 64))
+    assert rel_err(ours, _pytorch_grad_cam(gc.LayerCAM, m, layer, x, t)) < 1e-5
+    # pytorch-grad-cam adds 1e-7 to XGrad-CAM's denominator: pass the same eps
+    ours = _as_pytorch_grad_cam(A.xgrad_cam(m, x, t, layer=layer, upsample=False, eps=1e-7), (64, 64))
+    assert rel_err(ours, _pytorch_grad_cam(gc.XGradCAM, m, layer, x, t)) < 1e-5
+
+
+def test_a_cam_variant_is_one_weights_function(hand, shapesnet64, batch):
+    """The frame takes (B, C), (B, C, 1, 1) or (B, C, h, w) weights; the hand network's exact
+    LayerCAM and XGrad-CAM maps; a dead channel (all activations 0) gets XGrad weight 0, not NaN."""
+    net, x, on, contribution, n = hand
+    act = (x[0, 0] - x[0, 2]).clamp(min=0)
+    # class 0: dS/dA = 2/n on channel 0 and -1/n on channel 1, everywhere
+    torch.testing.assert_close(A.layer_cam(net, x, 0, layer="relu", upsample=False)[0], 2 * act / n)
+    torch.testing.assert_close(A.xgrad_cam(net, x, 0, layer="relu", relu=False, upsample=False)[0],
+                               contribution / n)
+    m, xs, t = shapesnet64, batch["images"].double(), batch["labels"]
+    flat = A.gradient_cam(m, xs, t, weights=lambda a, g: g.mean(dim=(2, 3)), layer="relu3")
+    assert torch.equal(flat, A.grad_cam(m, xs, t, layer="relu3"))
+    a = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    a[:, 1] = 0
+    w = A.xgrad_cam_weights(a, torch.randn(2, 3, 4, 4, dtype=torch.float64))
+    assert w.shape == (2, 3, 1, 1) and bool(torch.isfinite(w).all()) and bool((w[:, 1] == 0).all())
+    with pytest.raises(KeyError, match="relu4"):
+        A.layer_cam(m, xs, t, layer="relu5")
+    with pytest.raises(ValueError, match="training mode"):
+        A.xgrad_cam(copy.deepcopy(m).train(), xs, t)
+
 
 def test_default_cam_layer_of_a_plain_torchvision_resnet_is_pytorch_grad_cams(random_model):
     """A user's own torchvision ResNet (no course names): the default layer is ``layer4``, the same
@@ -272,9 +308,9 @@ def test_smoothgrad_noise_and_seed(shapesnet, batch):
 # One calling convention: batches and targets
 # ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(A.METHODS))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_batch_and_target_forms_agree(shapesnet64, batch, name):
-    f, kw = A.METHODS[name], FAST.get(name, {})
+    f, kw = EVERY[name], FAST.get(name, {})
     m, x = shapesnet64, batch["images"].double()
     top = m(x).argmax(1)
     whole = f(m, x, None, **kw)
@@ -369,9 +405,9 @@ def assert_unchanged(before, after):
     assert torch.equal(before["x"], after["x"])
 
 
-@pytest.mark.parametrize("name", list(A.METHODS))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_no_side_effects_even_when_raising(victim, name):
-    f, kw = A.METHODS[name], FAST.get(name, {})
+    f, kw = EVERY[name], FAST.get(name, {})
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     before = snapshot(victim, x)
     assert hook_count(victim) == 0
@@ -412,12 +448,12 @@ def test_relu_rule_context_restores_on_error(victim):
 # Autocast and devices
 # ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(A.METHODS))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_autocast_bfloat16_close_to_float32(shapesnet, batch, name):
     """Under CPU autocast (bfloat16: 8 bits of mantissa) every map is finite, float32, and
     within 25 % of the float32 map's largest value everywhere and at cosine similarity > 0.98
     (measured on these images: worst 14 % (saliency, deconvnet), lowest cosine 0.99)."""
-    f, kw = A.METHODS[name], FAST.get(name, {})
+    f, kw = EVERY[name], FAST.get(name, {})
     x, t = batch["images"], batch["labels"]
     ref = f(shapesnet, x, t, **kw)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -429,9 +465,9 @@ def test_autocast_bfloat16_close_to_float32(shapesnet, batch, name):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("name", list(A.METHODS))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_cuda_matches_cpu(shapesnet, batch, name):
-    f, kw = A.METHODS[name], FAST.get(name, {})
+    f, kw = EVERY[name], FAST.get(name, {})
     x, t = batch["images"], batch["labels"]
     gpu = copy.deepcopy(shapesnet).cuda()
     out = f(gpu, x.cuda(), t, **kw)

@@ -13,7 +13,7 @@ Every method here has one calling convention::
   ``score(logits) -> (B,)`` (e.g. ``lambda z: z.softmax(1)[:, 3]``). Class scores are the
   raw logits, as in the lectures.
 - layers are given by name (``"relu4"``, ``"layer4"``, ``"conv5_3"``; see
-  :func:`vizlib.models.get_layer`).
+  :func:`vizlib.layers.get_layer`).
 
 Methods, with their papers:
 
@@ -28,7 +28,13 @@ Methods, with their papers:
 :func:`smoothgrad`          Smilkov et al. 2017, "SmoothGrad"
 :func:`integrated_gradients` Sundararajan et al. 2017, "Axiomatic Attribution for Deep Networks"
 :func:`grad_cam_pp`         Chattopadhyay et al. 2018, "Grad-CAM++"
+:func:`xgrad_cam`           Fu et al. 2020, "Axiom-based Grad-CAM"
+:func:`layer_cam`           Jiang et al. 2021, "LayerCAM"
 ==========================  ==============================================================
+
+The four gradient-weighted CAMs share one frame, :func:`gradient_cam`; each is a weights
+function ``weights(A, dA)`` of the layer's activations and their gradients
+(:func:`grad_cam_weights` …), so another variant is one small function.
 
 No side effects: the model's weights, train/eval mode, ``requires_grad`` flags and ``.grad``
 and the caller's tensors are untouched (gradients are taken with ``torch.autograd.grad`` on
@@ -42,18 +48,24 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from . import config
 from . import images as _images
 from . import shapes as _shapes
 from .hooks import capture_activations, capture_inputs, relu_backward_rule
 from .images import check_images
-from .models import fast_layout, get_layer, require_eval, to_model
+from .layers import get_layer
+from .models import CourseModel
+from .policy import fast_layout, require_eval, to_model
 from .progress import PROGRESS_PASSES, progress_bar
+from .validate import check_positive_int
 
 __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "saliency",
-           "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
+           "guided_backprop", "deconvnet", "cam", "gradient_cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
+           "xgrad_cam", "layer_cam", "grad_cam_weights", "grad_cam_pp_weights", "xgrad_cam_weights",
+           "layer_cam_weights",
            "smoothgrad", "integrated_gradients", "class_scores", "default_cam_layer", "example_batch",
            "EXAMPLE_PHOTOS"]
 
@@ -65,7 +77,7 @@ __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "salie
 
 def _prepare(model: nn.Module, images: torch.Tensor, fn: str) -> torch.Tensor:
     """Validate; return a detached copy of ``images`` on the model's device (the device policy
-    of :mod:`vizlib.models`: results go back to the images' device in :func:`_finish`)."""
+    of :mod:`vizlib.policy`: results go back to the images' device in :func:`_finish`)."""
     require_eval(model, fn)
     check_images(images, f"{fn}: images")
     return to_model(images.detach(), model).clone()
@@ -149,12 +161,6 @@ def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 # ----------------------------------------------------------------------------------------
 # Occlusion (lecture 05)
 # ----------------------------------------------------------------------------------------
@@ -201,11 +207,11 @@ def _progress(passes: int, desc: str, progress: bool | None):
 @torch.no_grad()
 def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn, progress=None):
     x = _prepare(model, images, fn)
-    patch = _check_positive_int(patch, "patch")
-    stride = _check_positive_int(patch if stride is None else stride, "stride")
+    patch = check_positive_int(patch, "patch")
+    stride = check_positive_int(patch if stride is None else stride, "stride")
     if stride > patch:
         raise ValueError(f"stride {stride} is larger than patch {patch}: some pixels would never be occluded")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     b, _, h, w = x.shape
     logits = model(x)                 # the one clean pass: the target's classes and the base scores
     if not callable(target):
@@ -238,8 +244,6 @@ def _occlusion_forward(model: nn.Module, x: torch.Tensor, colours: torch.Tensor)
     :class:`~vizlib.models.CourseModel` without hooks of its own, the normalisation at its door
     (normalising the fill colour and the image once gives the same numbers as normalising each
     copy, pixel by pixel)."""
-    from .models import CourseModel
-
     door = type(model).forward is CourseModel.forward and not (model._forward_hooks or model._forward_pre_hooks)
     net = _fold_batch_norms(model.net if door else model)
     weights = {name: p.contiguous(memory_format=torch.channels_last)
@@ -265,9 +269,6 @@ def _fold_batch_norms(net: nn.Module) -> nn.Module:
     hooks = [torch.nn.modules.module._global_forward_hooks, torch.nn.modules.module._global_forward_pre_hooks]
     if any(hooks) or any(m._forward_hooks or m._forward_pre_hooks for m in net.modules()):
         return net
-    from torch import fx
-    from torch.nn.utils.fusion import fuse_conv_bn_weights
-
     try:
         graph = fx.symbolic_trace(net)
     except Exception:  # control flow on tensors, untraceable calls: run it as it is
@@ -437,8 +438,8 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target=None, *, samples: 
     :data:`PROGRESS_PASSES`).
     """
     x = _prepare(model, images, "smoothgrad")
-    samples = _check_positive_int(samples, "samples")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    samples = check_positive_int(samples, "samples")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0 (a fraction of the image's value range), got {noise!r}")
     target = _fixed_target(model, x, target)
@@ -489,14 +490,14 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target=None, *,
     ``progress``: a bar over the backward passes (``None``: when there are at least
     :data:`PROGRESS_PASSES`).
 
-    The path images run in channels-last memory order (:func:`vizlib.models.fast_layout`),
+    The path images run in channels-last memory order (:func:`vizlib.policy.fast_layout`),
     1.1-1.3x faster on CPU; over the averaged path the map is as close to a float64 computation
     as the default layout's (checked in ``bench/``). The one-pass methods (:func:`saliency`,
     :func:`guided_backprop`) keep the default layout, where they agree with Captum bit for bit.
     """
     x = _prepare(model, images, "integrated_gradients")
-    steps = _check_positive_int(steps, "steps")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
     base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
     if base.ndim == 1 and base.numel() == 3:
         base = base.reshape(1, 3, 1, 1)
@@ -575,12 +576,89 @@ def _finish_cam(maps, relu, upsample, x, images):
     return _finish(maps, images)
 
 
+#: A CAM variant's one idea: ``weights(A, dA) -> w`` from a layer's activations ``A`` and the
+#: gradient ``dA = d score / d A`` (both ``(B, C, h, w)``); ``w`` is ``(B, C)``, ``(B, C, 1, 1)``
+#: (one weight per channel) or ``(B, C, h, w)`` (one per position, as LayerCAM).
+CamWeights = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def gradient_cam(model: nn.Module, images: torch.Tensor, target=None, *, weights: CamWeights,
+                 layer: str | None = None, relu: bool = True, upsample: bool = True,
+                 fn: str = "gradient_cam") -> torch.Tensor:
+    """The frame every gradient-weighted class activation map shares: ``ReLU(sum_k w_k A_k)``.
+
+    One forward pass records the layer's output ``A`` (through :func:`vizlib.hooks.capture_activations`)
+    and one ``torch.autograd.grad`` gives ``dA = d score / d A``; ``weights(A, dA)`` (the
+    variant: :func:`grad_cam_weights`, :func:`grad_cam_pp_weights`, :func:`xgrad_cam_weights`,
+    :func:`layer_cam_weights`) gives ``w``; the map is ``sum_k w_k * A_k``, ReLU'd and resized
+    to the image. As pytorch-grad-cam's ``BaseCAM`` with ``get_cam_weights``, as a function.
+
+    Args:
+        model, images, target: as in the module docstring (moved to the model's device; the map
+            comes back on the images' device and dtype).
+        weights: ``weights(A, dA) -> (B, C)``, ``(B, C, 1, 1)`` or ``(B, C, h, w)``.
+        layer: a layer name (default :func:`default_cam_layer`).
+        relu: apply the ReLU to the map.
+        upsample: resize to the image size (bilinear, ``align_corners=False``); ``False``
+            returns the layer's resolution ``(B, h, w)``.
+        fn: the name the errors give.
+
+    Returns:
+        ``(B, H, W)`` (or ``(B, h, w)``), not normalised.
+    """
+    x = _prepare(model, images, fn)
+    layer = default_cam_layer(model) if layer is None else layer
+    a, g = _activations_and_grads(model, x, target, layer)
+    w = weights(a, g)
+    if w.ndim == 2:
+        w = w[:, :, None, None]
+    return _finish_cam((w * a).sum(1), relu, upsample, x, images)
+
+
+def grad_cam_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM's channel weights (Selvaraju et al. 2017): ``alpha_k = mean_{y,x} dA_k[y, x]``.
+    ``(B, C, h, w)`` twice -> ``(B, C, 1, 1)``."""
+    return gradients.mean(dim=(2, 3), keepdim=True)
+
+
+def grad_cam_pp_weights(activations: torch.Tensor, gradients: torch.Tensor,
+                        eps: float = 0.0) -> torch.Tensor:
+    """Grad-CAM++'s channel weights (Chattopadhyay et al. 2018, eq. 19, for an exponentiated
+    score): with ``g = dA``, ``a_k[y,x] = g^2 / (2 g^2 + sum_{y',x'} A_k[y',x'] * g^3 + eps)``
+    (0 where ``g = 0``) and ``alpha_k = sum_{y,x} a_k[y,x] * ReLU(g[y,x])``.
+    ``(B, C, h, w)`` twice -> ``(B, C, 1, 1)``."""
+    a, g = activations, gradients
+    g2 = g * g
+    denom = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + eps
+    safe = torch.where(denom == 0, torch.ones_like(denom), denom)
+    coeff = torch.where(g != 0, g2 / safe, torch.zeros_like(g))
+    return (coeff * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+
+
+def xgrad_cam_weights(activations: torch.Tensor, gradients: torch.Tensor,
+                      eps: float = 0.0) -> torch.Tensor:
+    """XGrad-CAM's channel weights (Fu et al. 2020, "Axiom-based Grad-CAM"):
+    ``alpha_k = sum_{y,x} A_k[y,x] * dA_k[y,x] / (sum_{y,x} A_k[y,x] + eps)`` (0 for a channel
+    whose denominator is 0). ``(B, C, h, w)`` twice -> ``(B, C, 1, 1)``."""
+    total = activations.sum(dim=(2, 3), keepdim=True) + eps
+    num = (activations * gradients).sum(dim=(2, 3), keepdim=True)
+    safe = torch.where(total == 0, torch.ones_like(total), total)
+    return torch.where(total == 0, torch.zeros_like(num), num / safe)
+
+
+def layer_cam_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """LayerCAM's weights (Jiang et al. 2021, "LayerCAM"): one per position,
+    ``w_k[y,x] = ReLU(dA_k[y,x])``. ``(B, C, h, w)`` twice -> ``(B, C, h, w)``."""
+    return gradients.clamp(min=0)
+
+
 def grad_cam(model: nn.Module, images: torch.Tensor, target=None, *, layer: str | None = None,
              relu: bool = True, upsample: bool = True) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) at any named layer.
 
     Each channel ``k`` of the layer's output ``A`` gets the weight
-    ``alpha_k = mean_{y,x} d score / d A_k[y, x]``; the map is ``ReLU(sum_k alpha_k A_k)``.
+    ``alpha_k = mean_{y,x} d score / d A_k[y, x]`` (:func:`grad_cam_weights`); the map is
+    ``ReLU(sum_k alpha_k A_k)`` (:func:`gradient_cam`).
 
     Args:
         layer: a layer name (default :func:`default_cam_layer`).
@@ -592,11 +670,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target=None, *, layer: str 
     Returns:
         ``(B, H, W)`` (or ``(B, h, w)``), not normalised.
     """
-    x = _prepare(model, images, "grad_cam")
-    layer = default_cam_layer(model) if layer is None else layer
-    a, g = _activations_and_grads(model, x, target, layer)
-    weights = g.mean(dim=(2, 3), keepdim=True)
-    return _finish_cam((weights * a).sum(1), relu, upsample, x, images)
+    return gradient_cam(model, images, target, weights=grad_cam_weights, layer=layer, relu=relu,
+                        upsample=upsample, fn="grad_cam")
 
 
 def grad_cam_pp(model: nn.Module, images: torch.Tensor, target=None, *, layer: str | None = None,
@@ -604,20 +679,38 @@ def grad_cam_pp(model: nn.Module, images: torch.Tensor, target=None, *, layer: s
     """Grad-CAM++ (Chattopadhyay et al. 2018), with the paper's closed form for an
     exponentiated score (eq. 19): with ``g = d score / d A``,
     ``a_k[y,x] = g^2 / (2 g^2 + sum_{y',x'} A_k[y',x'] * g^3)`` (0 where ``g = 0``) and
-    ``alpha_k = sum_{y,x} a_k[y,x] * ReLU(g[y,x])``; the map is ``ReLU(sum_k alpha_k A_k)``.
+    ``alpha_k = sum_{y,x} a_k[y,x] * ReLU(g[y,x])`` (:func:`grad_cam_pp_weights`); the map is
+    ``ReLU(sum_k alpha_k A_k)``.
 
     ``eps`` is added to the denominator (pytorch-grad-cam uses ``1e-6``); default exact.
     Other settings as in :func:`grad_cam`.
     """
-    x = _prepare(model, images, "grad_cam_pp")
-    layer = default_cam_layer(model) if layer is None else layer
-    a, g = _activations_and_grads(model, x, target, layer)
-    g2 = g * g
-    denom = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + eps
-    safe = torch.where(denom == 0, torch.ones_like(denom), denom)
-    coeff = torch.where(g != 0, g2 / safe, torch.zeros_like(g))
-    weights = (coeff * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
-    return _finish_cam((weights * a).sum(1), relu, upsample, x, images)
+    return gradient_cam(model, images, target, weights=lambda a, g: grad_cam_pp_weights(a, g, eps),
+                        layer=layer, relu=relu, upsample=upsample, fn="grad_cam_pp")
+
+
+def xgrad_cam(model: nn.Module, images: torch.Tensor, target=None, *, layer: str | None = None,
+              relu: bool = True, upsample: bool = True, eps: float = 0.0) -> torch.Tensor:
+    """XGrad-CAM (Fu et al. 2020): Grad-CAM with each channel's gradient averaged with the
+    channel's own activations as weights, ``alpha_k = sum A_k dA_k / sum A_k``
+    (:func:`xgrad_cam_weights`); the map is ``ReLU(sum_k alpha_k A_k)``.
+
+    ``eps`` is added to the denominator (pytorch-grad-cam uses ``1e-7``); default exact. Read it
+    at a layer whose activations are >= 0 (after a ReLU), as the paper does. Other settings
+    as in :func:`grad_cam`.
+    """
+    return gradient_cam(model, images, target, weights=lambda a, g: xgrad_cam_weights(a, g, eps),
+                        layer=layer, relu=relu, upsample=upsample, fn="xgrad_cam")
+
+
+def layer_cam(model: nn.Module, images: torch.Tensor, target=None, *, layer: str | None = None,
+              relu: bool = True, upsample: bool = True) -> torch.Tensor:
+    """LayerCAM (Jiang et al. 2021): every position weighted by its own positive gradient,
+    ``ReLU(sum_k ReLU(dA_k) * A_k)`` (:func:`layer_cam_weights`), so shallow layers give fine
+    maps. Settings as in :func:`grad_cam`.
+    """
+    return gradient_cam(model, images, target, weights=layer_cam_weights, layer=layer, relu=relu,
+                        upsample=upsample, fn="layer_cam")
 
 
 def _global_pool(model: nn.Module, pool: str | None) -> str:
