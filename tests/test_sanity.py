@@ -32,8 +32,10 @@ def test_pointing_game_and_chance():
     assert S.pointing_game(maps, masks, tolerance=2).tolist() == [True, False]  # distance sqrt(8) > 2
     assert S.pointing_game(maps, masks, tolerance=3).tolist() == [True, True]
     torch.testing.assert_close(S.pointing_chance(masks), torch.full((2,), 4 / 25))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"maps must have shape \(B, H, W\) = \(2, 5, 5\), got \(2, 4, 5\)"):
         S.pointing_game(maps[:, :4], masks)
+    with pytest.raises(TypeError, match="maps must be a tensor"):
+        S.pointing_game(maps.numpy(), masks)
 
 
 class Brightness(nn.Module):
@@ -58,6 +60,11 @@ def test_deletion_and_insertion_exact():
     torch.testing.assert_close(bad[0], torch.stack([p(3), p(3), p(0)]))
     torch.testing.assert_close(good[0], torch.stack([p(3), p(0), p(0)]))
     assert float(S.auc(good)) < float(S.auc(bad))
+    for bad_steps in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"steps must be a positive integer, got {bad_steps!r}"):
+            S.deletion_curve(model, x, left_first, 0, steps=bad_steps)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        S.insertion_curve(model, x, left_first, 0, steps=2, batch_size=0)
     torch.testing.assert_close(S.auc(torch.tensor([[0.0, 1.0, 1.0]])), torch.tensor([0.75]))
     # insertion into a blurred all-ones image (= all ones): the curve is flat
     flat = S.insertion_curve(model, x, left_first, 0, steps=2)

@@ -30,9 +30,11 @@ from torch import nn
 
 from .attribution import class_indices, class_scores
 from .images import check_images
-from .models import get_layer, layer_names, model_device, require_eval, to_model
+from .layers import get_layer, layer_names
+from .policy import model_device, require_eval, to_model
 from .progress import progress_bar
 from .render import gaussian_blur
+from .validate import check_positive_int, check_shape
 
 __all__ = ["pointing_game", "pointing_chance", "deletion_curve", "insertion_curve", "auc",
            "blur", "rank_correlation", "randomized_copy", "randomizable_layers",
@@ -40,10 +42,9 @@ __all__ = ["pointing_game", "pointing_chance", "deletion_curve", "insertion_curv
 
 
 def _check_maps(maps: torch.Tensor, like: torch.Tensor, what: str = "maps") -> torch.Tensor:
-    if maps.ndim != 3 or maps.shape[0] != like.shape[0] or maps.shape[-2:] != like.shape[-2:]:
-        raise ValueError(f"{what} must have shape (B, H, W) = ({like.shape[0]}, {like.shape[-2]}, "
-                         f"{like.shape[-1]}); got {tuple(maps.shape)}")
-    return maps
+    """``maps`` as one ``(B, H, W)`` map per image of ``like`` (``(B, ..., H, W)``), any dtype."""
+    sizes = {"B": like.shape[0], "H": like.shape[-2], "W": like.shape[-1]}
+    return check_shape(maps, "B H W", what, floating=False, sizes=sizes)
 
 
 # ----------------------------------------------------------------------------------------
@@ -112,10 +113,8 @@ def _perturbation_curve(model, images, maps, target, steps, start, finish, batch
     require_eval(model, fn)
     check_images(images, f"{fn}: images")
     _check_maps(maps, images)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
     device = model_device(model)
     x = to_model(images.detach(), model)
     b, _, h, w = x.shape
