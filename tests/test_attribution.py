@@ -12,7 +12,7 @@ from torch import nn
 from vizlib import attribution as A
 from vizlib import shapes
 from vizlib.hooks import hook_count, relu_backward_rule
-from vizlib.models import load_model
+from conftest import ModelState
 
 # every method of the registry, and the CAM variants that are not in it (the lectures' explorers
 # offer the registry)
@@ -25,11 +25,6 @@ FAST = {"occlusion": dict(patch=16, stride=16), "smoothgrad": dict(samples=4),
 
 def rel_err(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
-
-
-@pytest.fixture(scope="module")
-def shapesnet():
-    return load_model("shapesnet", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -368,10 +363,10 @@ class Boom(nn.MaxPool2d):
 
 
 @pytest.fixture
-def victim():
+def victim(random_model):
     """A ShapesNet whose state is easy to disturb: some weights require grad and hold a .grad,
     one ReLU is in-place, one submodule is in training mode, and pool3 can explode."""
-    model = copy.deepcopy(load_model("shapesnet", pretrained=False, device="cpu"))
+    model = copy.deepcopy(random_model("shapesnet"))
     model.net.features.conv1.weight.requires_grad_(True)
     model.net.features.conv1.weight.grad = torch.full_like(model.net.features.conv1.weight, 0.5)
     model.net.fc.bias.requires_grad_(True)
@@ -380,52 +375,27 @@ def victim():
     return model
 
 
-def snapshot(model, x):
-    return dict(
-        state={k: v.clone() for k, v in model.state_dict().items()},
-        training=[m.training for m in model.modules()],
-        requires_grad=[p.requires_grad for p in model.parameters()],
-        grads=[None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        modules=[(n, id(m)) for n, m in model.named_modules()],
-        inplace=[m.inplace for m in model.modules() if isinstance(m, nn.ReLU)],
-        hooks=hook_count(model),
-        x=x.clone(), x_version=x._version, x_requires_grad=x.requires_grad, x_grad=x.grad,
-    )
-
-
-def assert_unchanged(before, after):
-    assert before["state"].keys() == after["state"].keys()
-    for k in before["state"]:
-        assert torch.equal(before["state"][k], after["state"][k]), k
-    for key in ("training", "requires_grad", "modules", "inplace", "hooks", "x_version",
-                "x_requires_grad", "x_grad"):
-        assert before[key] == after[key], key
-    for a, b in zip(before["grads"], after["grads"]):
-        assert (a is None and b is None) or torch.equal(a, b)
-    assert torch.equal(before["x"], after["x"])
-
-
 @pytest.mark.parametrize("name", list(EVERY))
 def test_no_side_effects_even_when_raising(victim, name):
     f, kw = EVERY[name], FAST.get(name, {})
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    before = snapshot(victim, x)
+    before = ModelState(victim, x)
     assert hook_count(victim) == 0
     out = f(victim, x, 1, **kw)
     assert out.shape == (2, 64, 64) and bool(torch.isfinite(out).all())
-    assert_unchanged(before, snapshot(victim, x))
+    before.assert_unchanged(f"{name}, normal call")
 
     def bad_target(logits):
         raise RuntimeError("target failed")
 
     with pytest.raises(RuntimeError, match="target failed"):
         f(victim, x, bad_target, **kw)
-    assert_unchanged(before, snapshot(victim, x))
+    before.assert_unchanged(f"{name}, target raising")
     victim.net.features.pool3.armed = True
     with pytest.raises(RuntimeError, match="boom"):
         f(victim, x, 1, **kw)
     victim.net.features.pool3.armed = False
-    assert_unchanged(before, snapshot(victim, x))
+    before.assert_unchanged(f"{name}, layer raising")
     victim.train()
     with pytest.raises(ValueError, match="training mode"):
         f(victim, x, 1, **kw)

@@ -10,6 +10,7 @@ from torch import nn
 
 from vizlib import render as R
 from vizlib.hooks import capture_activations, hook_count
+from conftest import ModelState
 
 
 # ------------------------------------------------------------------ layer_outputs
@@ -246,23 +247,6 @@ def test_color_matrix_is_recomputed_from_the_sample_images():
 
 # ------------------------------------------------------------------ the loop
 
-def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def _snapshot(model):
-    return (_state(model), [p.requires_grad for p in model.parameters()],
-            [p.grad for p in model.parameters()], [m.training for m in model.modules()],
-            hook_count(model))
-
-
-def _same(model, snap):
-    state, rg, grads, modes, hooks = snap
-    now = _snapshot(model)
-    assert all(torch.equal(state[k], now[0][k]) for k in state)
-    assert now[1:] == (rg, grads, modes, hooks)
-
-
 def test_one_sgd_step_is_the_hand_computed_gradient_ascent_step(tiny_net):
     # class 0's score = mean over positions of relu(red); its gradient is 1/(H*W) where red > 0.
     x0 = torch.full((1, 3, 4, 4), 0.2)
@@ -277,13 +261,6 @@ def test_one_sgd_step_is_the_hand_computed_gradient_ascent_step(tiny_net):
     torch.testing.assert_close(out.image, (x0 - lr * grad).clamp(0, 1))
     assert out.history["objective"] == [pytest.approx(0.2 * 15 / 16)]
     assert out.history["l2"] == [pytest.approx(0.5 * 0.09 * 47 / 48 + 0.5 * 0.25 / 48)]
-
-
-@pytest.fixture(scope="module")
-def shapesnet():
-    from vizlib.models import load_model
-
-    return load_model("shapesnet", device="cpu")
 
 
 def test_render_raises_the_objective_and_is_deterministic(shapesnet):
@@ -333,16 +310,16 @@ def test_fourier_parameterisation_and_lbfgs(random_model):
 
 def test_model_left_untouched_even_when_the_loop_raises(tiny_net, random_model):
     for model, shape in ((tiny_net, (6, 6)), (random_model("shapesnet"), (24, 24))):
-        snap = _snapshot(model)
+        before = ModelState(model)
         R.render(model, R.class_score(0), R.PixelImage(shape=shape), steps=2, lr=0.1)
-        _same(model, snap)
+        before.assert_unchanged("render")
 
         def boom(step, image):
             raise RuntimeError("stop")
 
         with pytest.raises(RuntimeError, match="stop"):
             R.render(model, R.class_score(0), R.PixelImage(shape=shape), steps=3, lr=0.1, callback=boom)
-        _same(model, snap)
+        before.assert_unchanged("render, callback raising")
 
 
 def test_render_wants_eval_mode_and_good_arguments(tiny_net):

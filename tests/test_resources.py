@@ -15,7 +15,8 @@ import warnings
 import pytest
 import torch
 
-from vizlib import activations, ascent, attribution as A, hooks, models, neighbors, patches, receptive, style
+from vizlib import activations, ascent, attribution as A, hooks, neighbors, patches, receptive, style
+from conftest import ModelState
 
 LAYER = "relu3"
 
@@ -62,34 +63,9 @@ def _capture(m, x, layer):
     return acts
 
 
-@pytest.fixture(scope="module")
-def model():
-    return models.load_model("shapesnet", device="cpu")
-
-
 @pytest.fixture
 def images():
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-
-def _state(m: torch.nn.Module):
-    return {
-        "weights": {k: v.clone() for k, v in m.state_dict().items()},
-        "training": [mod.training for mod in m.modules()],
-        "requires_grad": [p.requires_grad for p in m.parameters()],
-        "grad": [p.grad for p in m.parameters()],
-        "modules": [(name, id(mod)) for name, mod in m.named_modules()],
-        "hooks": hooks.hook_count(m),
-    }
-
-
-def _assert_same(before, after, what):
-    assert before["weights"].keys() == after["weights"].keys()
-    for k in before["weights"]:
-        assert torch.equal(before["weights"][k], after["weights"][k]), f"{what}: weight {k} changed"
-    for key in ("training", "requires_grad", "modules", "hooks"):
-        assert before[key] == after[key], f"{what}: {key} changed"
-    assert all(g is None for g in after["grad"]), f"{what}: .grad was written"
 
 
 class _Boom(RuntimeError):
@@ -109,30 +85,29 @@ def _raising_copy(model, layer):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_model_unchanged_normally_with_bad_input_and_when_a_layer_raises(name, model, images):
+def test_model_unchanged_normally_with_bad_input_and_when_a_layer_raises(name, shapesnet, images):
     call = METHODS[name]
-    x_before = images.clone()
-    before = _state(model)
-    call(model, images, 3, LAYER)
-    _assert_same(before, _state(model), f"{name}, normal call")
+    assert all(p.grad is None for p in shapesnet.parameters())
+    before = ModelState(shapesnet, images)
+    call(shapesnet, images, 3, LAYER)
+    before.assert_unchanged(f"{name}, normal call")
 
     with pytest.raises((ValueError, IndexError, KeyError)) as bad:
         if name in TARGETED:
-            call(model, images, 99, LAYER)     # ShapesNet has 8 classes
+            call(shapesnet, images, 99, LAYER)     # ShapesNet has 8 classes
         else:
-            call(model, images, 3, "relu9")    # no such layer
+            call(shapesnet, images, 3, "relu9")    # no such layer
     assert ("99" in str(bad.value)) or ("relu9" in str(bad.value)), f"{name}: {bad.value}"
-    _assert_same(before, _state(model), f"{name}, bad target")
+    before.assert_unchanged(f"{name}, bad target")
 
-    boom = _raising_copy(model, LAYER)
-    boom_before = _state(boom)
+    boom = _raising_copy(shapesnet, LAYER)
+    boom_before = ModelState(boom, images)
     if name in WORKS_ON_A_COPY:
         call(boom, images, 3, LAYER)   # it never runs the caller's modules: nothing to raise
     else:
         with pytest.raises(_Boom):
             call(boom, images, 3, LAYER)
-    _assert_same(boom_before, _state(boom), f"{name}, layer raising")
-    assert torch.equal(images, x_before), f"{name}: the caller's images changed"
+    boom_before.assert_unchanged(f"{name}, layer raising")
 
 
 def _rss_bytes() -> int:
@@ -149,12 +124,12 @@ def _live_tensors() -> int:
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_memory_stays_flat_over_100_calls(name, model, images):
+def test_memory_stays_flat_over_100_calls(name, shapesnet, images):
     call = METHODS[name]
-    call(model, images, 3, LAYER)
+    call(shapesnet, images, 3, LAYER)
     rss_first, tensors_first = _rss_bytes(), _live_tensors()
     for _ in range(99):
-        call(model, images, 3, LAYER)
+        call(shapesnet, images, 3, LAYER)
     rss_last, tensors_last = _rss_bytes(), _live_tensors()
     assert rss_last <= 1.2 * rss_first, f"{name}: {rss_first / 2**20:.0f} MiB -> {rss_last / 2**20:.0f} MiB"
     assert tensors_last <= tensors_first + 2, f"{name}: {tensors_first} live tensors -> {tensors_last}"

@@ -12,7 +12,8 @@ from vizlib import models
 from vizlib import render as R
 from vizlib import style
 from vizlib.activations import layer_activations
-from vizlib.hooks import capture_activations, hook_count
+from vizlib.hooks import capture_activations
+from conftest import ModelState
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 
@@ -30,24 +31,6 @@ def own_net(classes: int = 4) -> nn.Module:
         head=nn.Sequential(nn.Flatten(), nn.Linear(16, classes)),
     ))
     return net.eval()
-
-
-def state(net: nn.Module) -> dict:
-    return dict(weights={k: v.clone() for k, v in net.state_dict().items()},
-                training=[m.training for m in net.modules()],
-                requires_grad=[p.requires_grad for p in net.parameters()],
-                grads=[p.grad for p in net.parameters()],
-                devices=[p.device for p in net.parameters()],
-                modules=[(n, id(m)) for n, m in net.named_modules()],
-                hooks=hook_count(net))
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before["weights"].keys() == after["weights"].keys()
-    for k, v in before["weights"].items():
-        assert torch.equal(v, after["weights"][k]), k
-    for key in ("training", "requires_grad", "grads", "devices", "modules", "hooks"):
-        assert before[key] == after[key], key
 
 
 @pytest.fixture
@@ -69,7 +52,7 @@ def test_the_door_normalises_with_the_given_mean_and_std(images):
 
 def test_a_custom_net_runs_through_every_entry_point(images):
     net = own_net()
-    before = state(net)
+    before = ModelState(net)
     model = models.wrap(net, classes=["cat", "dog", "cow", "owl"], name="mine")
     assert model.net is net and model.name == "mine" and model.source == "custom"
     assert model.net.head[1].weight is net.head[1].weight             # shared, not copied
@@ -106,7 +89,7 @@ def test_a_custom_net_runs_through_every_entry_point(images):
     drawn = R.render(model, R.class_score(2), R.PixelImage(shape=(24, 40), seed=0), steps=3, lr=0.05,
                      progress=False)
     assert drawn.image.shape == (1, 3, 24, 40)
-    assert_same(before, state(net))
+    before.assert_unchanged()
 
 
 def test_given_layer_names_are_used_and_the_cam_layer_follows_avgpool(images):
@@ -127,7 +110,7 @@ def test_a_torchvision_resnet_gets_the_course_names_and_pytorch_grad_cams_layer(
 
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None).double().eval()
-    before = state(net)
+    before = ModelState(net)
     model = models.wrap(net, classes=[f"c{i}" for i in range(1000)])
     assert model.layer_paths["layer4"] == "net.layer4" and model.layer_paths["relu1"] == "net.relu"
     assert A.default_cam_layer(model) == "layer4" == A.default_cam_layer(net)
@@ -142,7 +125,7 @@ def test_a_torchvision_resnet_gets_the_course_names_and_pytorch_grad_cams_layer(
         (g,) = torch.autograd.grad(score, a)
     by_hand = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1)).detach()
     torch.testing.assert_close(A.grad_cam(model, x, t, upsample=False), by_hand)
-    assert_same(before, state(net))
+    before.assert_unchanged()
 
     gc = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -163,18 +146,18 @@ def test_the_network_is_not_changed_in_mode_flags_or_hooks(images):
     net = own_net()
     net.features[0][0].weight.requires_grad_(False)      # a partly frozen net keeps its flags
     net.train()
-    before = state(net)
+    before = ModelState(net)
     model = models.wrap(net)
     assert model.training and model.normalize.training
     with pytest.raises(ValueError, match="needs the model in eval mode.*model.eval"):
         A.saliency(model, images)
-    assert_same(before, state(net))
+    before.assert_unchanged()
     net.eval()
-    before = state(net)
+    before = ModelState(net)
     model = models.wrap(net)
     A.grad_cam(model, images)
     A.integrated_gradients(model, images, steps=4, progress=False)
-    assert_same(before, state(net))
+    before.assert_unchanged()
     assert all(p.grad is None for p in net.parameters())
 
 
@@ -221,11 +204,11 @@ def test_a_network_on_the_gpu_stays_there_and_the_door_follows_it(images):
 ])
 def test_bad_arguments_are_refused_in_one_line(kwargs, error, message):
     net = own_net()
-    before = state(net)
+    before = ModelState(net)
     with pytest.raises(error, match=message) as info:
         models.wrap(net, **kwargs)
     assert "\n" not in str(info.value) and str(info.value).startswith("wrap: ")
-    assert_same(before, state(net))
+    before.assert_unchanged()
 
 
 def test_what_is_not_a_network_is_refused():
