@@ -77,9 +77,11 @@ def test_seed_reproduces_and_changes_the_texture_and_input_is_untouched():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (torch.rand(2, 3, 16, 16), "one image"),
+    (torch.rand(2, 3, 16, 16), r"sample must have shape \(1, C, h, w\), got \(2, 3, 16, 16\) — the sample is one image"),
+    (torch.rand(3, 16), r"got \(3, 16\) — the sample is one image, \(1, C, h, w\) or \(C, h, w\)"),
     (torch.rand(1, 3, 5, 16), "larger than the window"),
-    (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), "float"),
+    (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), "sample must be floating point, got dtype torch.uint8 .*float in"),
+    ([[0.5] * 16] * 16, r"sample must be a tensor \(1, C, h, w\), got list .*or \(C, h, w\)"),
 ])
 def test_bad_samples_are_refused_clearly(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .progress import progress_bar
+from .validate import check_shape
 
 #: A texture of at least this many pixels shows a progress bar by default (``progress=None``):
 #: about two seconds on a laptop CPU from a 64x64 sample with an 11-pixel window.
@@ -40,16 +41,18 @@ class TextureResult(NamedTuple):
     source: torch.Tensor
 
 
-def _check_sample(sample: torch.Tensor) -> torch.Tensor:
-    if not isinstance(sample, torch.Tensor):
-        raise TypeError(f"sample must be a tensor (1, C, h, w) or (C, h, w), got {type(sample).__name__}")
-    if sample.ndim == 3:
+_ONE_IMAGE = " — the sample is one image, (1, C, h, w) or (C, h, w), float in [0, 1]"
+
+
+def _one_image(sample: torch.Tensor) -> torch.Tensor:
+    """``(1, C, h, w)`` or ``(C, h, w)`` float -> ``(1, C, h, w)`` (a view), checked by
+    :func:`vizlib.validate.check_shape`; every error ends by saying what a sample is."""
+    if isinstance(sample, torch.Tensor) and sample.ndim == 3:
         sample = sample.unsqueeze(0)
-    if sample.ndim != 4 or sample.shape[0] != 1:
-        raise ValueError(f"sample must be one image (1, C, h, w) or (C, h, w), got shape {tuple(sample.shape)}")
-    if not sample.is_floating_point():
-        raise TypeError(f"sample must be float in [0, 1], got dtype {sample.dtype}")
-    return sample
+    try:
+        return check_shape(sample, "1 C h w", "sample", hint=_ONE_IMAGE)
+    except TypeError as error:  # check_shape puts the hint on shape errors only
+        raise TypeError(f"{error}{_ONE_IMAGE}") from None
 
 
 def causal_offsets(window: int) -> list[tuple[int, int]]:
@@ -96,7 +99,7 @@ def nearest_neighbor_texture(sample: torch.Tensor, size: int | tuple[int, int] =
         :class:`TextureResult` ``(image (1, C, H, W), source (H, W, 2))``, on the sample's
         device and dtype.
     """
-    sample = _check_sample(sample)
+    sample = _one_image(sample)
     offsets = causal_offsets(window)
     _, channels, h, w = sample.shape
     half = window // 2
