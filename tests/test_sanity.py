@@ -10,12 +10,6 @@ from vizlib import render as R
 from vizlib import sanity as S
 from vizlib import shapes
 from vizlib.hooks import hook_count
-from vizlib.models import load_model
-
-
-@pytest.fixture(scope="module")
-def shapesnet():
-    return load_model("shapesnet", device="cpu")
 
 
 # ----------------------------------------------------------------------------------------
