@@ -9,40 +9,33 @@ from vizlib.hooks import hook_count
 
 
 @pytest.fixture(scope="module")
-def model():
-    from vizlib.models import load_model
-
-    return load_model("shapesnet", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def shapes_batch():
     from vizlib.shapes import make_batch
 
     return make_batch(8, size=64, seed=3, classes=list(range(8)))
 
 
-def test_class_visualization_makes_images_the_model_calls_that_class(model):
-    out = A.class_visualization(model, [0, 5], steps=25, lr=0.05, seed=0)
+def test_class_visualization_makes_images_the_model_calls_that_class(shapesnet):
+    out = A.class_visualization(shapesnet, [0, 5], steps=25, lr=0.05, seed=0)
     assert out.image.shape == (2, 3, 64, 64)
     with torch.no_grad():
-        pred = model(out.image).argmax(1).tolist()
+        pred = shapesnet(out.image).argmax(1).tolist()
     assert pred == [0, 5]
     assert out.history["objective"][-1] > out.history["objective"][0] + 10
     assert set(out.history) == {"objective", "l2", "loss"}  # the default penalty; blur/clips act between steps
 
 
-def test_fourier_class_visualization_drops_only_the_default_pixel_operations(model):
-    out = A.class_visualization(model, 1, size=32, steps=2, param="fourier", seed=0)  # defaults: fine
+def test_fourier_class_visualization_drops_only_the_default_pixel_operations(shapesnet):
+    out = A.class_visualization(shapesnet, 1, size=32, steps=2, param="fourier", seed=0)  # defaults: fine
     assert out.image.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="PixelImage"):  # the caller's own between-step op is not dropped
-        A.class_visualization(model, 1, size=32, steps=2, param="fourier", regularizers=[R.BlurEvery(2)])
+        A.class_visualization(shapesnet, 1, size=32, steps=2, param="fourier", regularizers=[R.BlurEvery(2)])
 
 
-def test_filter_visualization_raises_each_channel(model):
-    out = A.filter_visualization(model, "relu2", [0, 2, 4], steps=12, size=32, seed=0)
-    acts = R.layer_outputs(model, out.image, "relu2")["relu2"]
-    start = R.layer_outputs(model, torch.full((1, 3, 32, 32), 0.5), "relu2")["relu2"]
+def test_filter_visualization_raises_each_channel(shapesnet):
+    out = A.filter_visualization(shapesnet, "relu2", [0, 2, 4], steps=12, size=32, seed=0)
+    acts = R.layer_outputs(shapesnet, out.image, "relu2")["relu2"]
+    start = R.layer_outputs(shapesnet, torch.full((1, 3, 32, 32), 0.5), "relu2")["relu2"]
     for b, c in enumerate([0, 2, 4]):
         assert float(acts[b, c].mean()) > 1.5 * float(start[0, c].mean()) + 0.05
         # image b is tuned to its own channel more than the others' images are
@@ -50,15 +43,15 @@ def test_filter_visualization_raises_each_channel(model):
         assert float(acts[b, c].mean()) > max(others)
 
 
-def test_fooling_image_is_classified_as_the_target_with_a_small_change(model, shapes_batch):
+def test_fooling_image_is_classified_as_the_target_with_a_small_change(shapesnet, shapes_batch):
     x = shapes_batch["images"][0:1]  # a triangle, classified correctly
     before = x.clone()
     with torch.no_grad():
-        assert int(model(x).argmax()) == int(shapes_batch["labels"][0])
-    out = A.fooling_image(model, x, target=3)
+        assert int(shapesnet(x).argmax()) == int(shapes_batch["labels"][0])
+    out = A.fooling_image(shapesnet, x, target=3)
     assert torch.equal(x, before)
     with torch.no_grad():
-        assert int(model(out.image).argmax()) == 3
+        assert int(shapesnet(out.image).argmax()) == 3
     assert out.fooled and 0 < out.steps <= 40
     delta = (out.image - x) * 255
     assert out.linf == pytest.approx(float(delta.abs().max()), rel=1e-5)
@@ -67,22 +60,22 @@ def test_fooling_image_is_classified_as_the_target_with_a_small_change(model, sh
     assert out.linf <= out.steps * 0.5 * 1.05 + 0.5  # Adam moves a value about lr per step
 
 
-def test_fooling_image_already_the_target_takes_no_step(model, shapes_batch):
+def test_fooling_image_already_the_target_takes_no_step(shapesnet, shapes_batch):
     x = shapes_batch["images"][0:1]
-    out = A.fooling_image(model, x, target=int(shapes_batch["labels"][0]))
+    out = A.fooling_image(shapesnet, x, target=int(shapes_batch["labels"][0]))
     assert out.steps == 0 and out.fooled and out.linf == 0.0
 
 
-def test_deepdream_amplifies_the_layer_and_keeps_the_input(model):
+def test_deepdream_amplifies_the_layer_and_keeps_the_input(shapesnet):
     from vizlib.images import sample_image
 
     img = sample_image("chelsea", size=48)
     keep = img.clone()
-    out = A.deepdream(model, img, "relu3", octaves=2, steps=4, lr=0.01, seed=0)
+    out = A.deepdream(shapesnet, img, "relu3", octaves=2, steps=4, lr=0.01, seed=0)
     assert out.shape == img.shape and torch.equal(img, keep)
-    energy = lambda x: float(R.layer_energy("relu3")(R.layer_outputs(model, x, "relu3")))
+    energy = lambda x: float(R.layer_energy("relu3")(R.layer_outputs(shapesnet, x, "relu3")))
     assert energy(out) > 1.5 * energy(img)
-    assert hook_count(model) == 0
+    assert hook_count(shapesnet) == 0
 
 
 def test_ssim_matches_scikit_image():
@@ -104,10 +97,10 @@ def test_reconstruction_error_known_values():
     assert err["mse"] == pytest.approx(0.01) and err["psnr"] == pytest.approx(20.0)
 
 
-def test_inversion_loses_detail_with_depth(model, shapes_batch):
+def test_inversion_loses_detail_with_depth(shapesnet, shapes_batch):
     """The seed's claim, measured: the deeper the layer, the worse the reconstruction."""
     x = shapes_batch["images"][0:1]
-    _, rows = A.inversion_by_layer(model, x, ["relu1", "relu2", "relu4"], steps=40, lr=0.05)
+    _, rows = A.inversion_by_layer(shapesnet, x, ["relu1", "relu2", "relu4"], steps=40, lr=0.05)
     mse = [r["mse"] for r in rows]
     ssim = [r["ssim"] for r in rows]
     assert mse[0] < mse[1] < mse[2]
@@ -115,9 +108,9 @@ def test_inversion_loses_detail_with_depth(model, shapes_batch):
     assert ssim[0] > 0.6  # the first layer keeps most of it (40 steps)
 
 
-def test_tv_smooths_the_inversion(model, shapes_batch):
+def test_tv_smooths_the_inversion(shapesnet, shapes_batch):
     x = shapes_batch["images"][0:1]
-    plain = A.invert_features(model, x, "relu3", steps=30, lr=0.05)
-    tv = A.invert_features(model, x, "relu3", steps=30, lr=0.05, tv_weight=1.0)
+    plain = A.invert_features(shapesnet, x, "relu3", steps=30, lr=0.05)
+    tv = A.invert_features(shapesnet, x, "relu3", steps=30, lr=0.05, tv_weight=1.0)
     assert float(R.total_variation(tv.image)) < 0.7 * float(R.total_variation(plain.image))
     assert "tv" in tv.history and "tv" not in plain.history
