@@ -13,11 +13,6 @@ from vizlib.models import load_model
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_model("shapesnet", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def small_batch():
     return shapes.make_batch(24, seed=3)
 
@@ -79,41 +74,41 @@ def test_neighbor_class_agreement_exact():
 
 # ----------------------------------------------------------------------- extract_features
 
-def test_extract_features_equal_a_manual_hooked_forward(model, small_batch):
+def test_extract_features_equal_a_manual_hooked_forward(shapesnet, small_batch):
     images = small_batch["images"]
-    before = copy.deepcopy(model.state_dict())
+    before = copy.deepcopy(shapesnet.state_dict())
     images_before = images.clone()
 
-    feats = nb.extract_features(model, images, batch_size=5, progress=False)
+    feats = nb.extract_features(shapesnet, images, batch_size=5, progress=False)
     assert feats.shape == (24, 128) and feats.dtype == torch.float32 and feats.device.type == "cpu"
 
     seen = {}
-    handle = model.net.fc.register_forward_pre_hook(lambda m, inp: seen.setdefault("x", inp[0].clone()))
+    handle = shapesnet.net.fc.register_forward_pre_hook(lambda m, inp: seen.setdefault("x", inp[0].clone()))
     try:
         with torch.no_grad():
-            model(images)
+            shapesnet(images)
     finally:
         handle.remove()
     torch.testing.assert_close(feats, seen["x"], atol=1e-5, rtol=1e-5)
 
     # batch size does not change the result; an iterable of batches works too
-    torch.testing.assert_close(nb.extract_features(model, images, batch_size=64, progress=False),
+    torch.testing.assert_close(nb.extract_features(shapesnet, images, batch_size=64, progress=False),
                                feats, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(
-        nb.extract_features(model, [(images[:10], None), (images[10:], None)], progress=False),
+        nb.extract_features(shapesnet, [(images[:10], None), (images[10:], None)], progress=False),
         feats, atol=1e-5, rtol=1e-5)
 
     # a named layer's output, flattened
-    relu4 = nb.extract_features(model, images[:4], layer="relu4", progress=False)
+    relu4 = nb.extract_features(shapesnet, images[:4], layer="relu4", progress=False)
     with torch.no_grad():
-        maps = model.net.features(model.normalize(images[:4]))
+        maps = shapesnet.net.features(shapesnet.normalize(images[:4]))
     torch.testing.assert_close(relu4, maps.flatten(1), atol=1e-5, rtol=1e-5)
 
     # nothing left behind, nothing changed
-    assert hook_count(model) == 0
-    assert not model.training
+    assert hook_count(shapesnet) == 0
+    assert not shapesnet.training
     assert torch.equal(images, images_before)
-    for k, v in model.state_dict().items():
+    for k, v in shapesnet.state_dict().items():
         assert torch.equal(v, before[k]), k
 
 
@@ -124,26 +119,26 @@ def test_extract_features_refuses_train_mode_and_leaves_it(small_batch):
     assert all(mod.training for mod in m.modules())
 
 
-def test_feature_cache_loads_from_disk_and_survives_garbage(model, small_batch, tmp_path, monkeypatch):
+def test_feature_cache_loads_from_disk_and_survives_garbage(shapesnet, small_batch, tmp_path, monkeypatch):
     images = small_batch["images"][:8]
-    first = nb.extract_features(model, images, progress=False, cache_dir=tmp_path)
+    first = nb.extract_features(shapesnet, images, progress=False, cache_dir=tmp_path)
     files = list(tmp_path.glob("*.safetensors"))
     assert len(files) == 1
 
     calls = []
-    real_forward = type(model).forward
+    real_forward = type(shapesnet).forward
 
     def counting_forward(self, x):
         calls.append(len(x))
         return real_forward(self, x)
 
-    monkeypatch.setattr(type(model), "forward", counting_forward)
-    second = nb.extract_features(model, images, progress=False, cache_dir=tmp_path)
+    monkeypatch.setattr(type(shapesnet), "forward", counting_forward)
+    second = nb.extract_features(shapesnet, images, progress=False, cache_dir=tmp_path)
     assert calls == [] and torch.equal(first, second)
 
     # other images or another layer -> another key
-    nb.extract_features(model, images[:4], progress=False, cache_dir=tmp_path)
-    nb.extract_features(model, images, layer="avgpool", progress=False, cache_dir=tmp_path)
+    nb.extract_features(shapesnet, images[:4], progress=False, cache_dir=tmp_path)
+    nb.extract_features(shapesnet, images, layer="avgpool", progress=False, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.safetensors"))) == 3
 
     # a garbage file (here: a pickle) is never unpickled, just recomputed and rewritten
@@ -152,12 +147,12 @@ def test_feature_cache_loads_from_disk_and_survives_garbage(model, small_batch, 
     calls.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        third = nb.extract_features(model, images, progress=False, cache_dir=tmp_path)
+        third = nb.extract_features(shapesnet, images, progress=False, cache_dir=tmp_path)
     assert calls == [8]
     assert any("feature cache" in str(w.message) for w in caught)
     torch.testing.assert_close(third, first)
     calls.clear()
-    assert torch.equal(nb.extract_features(model, images, progress=False, cache_dir=tmp_path), third)
+    assert torch.equal(nb.extract_features(shapesnet, images, progress=False, cache_dir=tmp_path), third)
     assert calls == []
 
 
@@ -170,11 +165,11 @@ def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------- the lecture's claims
 
-def test_feature_space_groups_classes_pixel_space_does_not(model):
+def test_feature_space_groups_classes_pixel_space_does_not(shapesnet):
     db = shapes.make_batch(1000, seed=1)
     q = shapes.make_batch(200, seed=2)
-    fd = nb.extract_features(model, db["images"], progress=False)
-    fq = nb.extract_features(model, q["images"], progress=False)
+    fd = nb.extract_features(shapesnet, db["images"], progress=False)
+    fq = nb.extract_features(shapesnet, q["images"], progress=False)
     idx_f, _ = nb.nearest_neighbors(fq, fd, k=5)
     idx_p, _ = nb.nearest_neighbors(nb.pixel_features(q["images"]), nb.pixel_features(db["images"]), k=5)
     feat = nb.neighbor_class_agreement(idx_f, q["labels"], db["labels"])
@@ -185,21 +180,21 @@ def test_feature_space_groups_classes_pixel_space_does_not(model):
     assert feat - pix >= 0.6
 
 
-def test_moved_object_is_far_in_pixels_near_in_features(model):
+def test_moved_object_is_far_in_pixels_near_in_features(shapesnet):
     """Roll the frame 16 px right (the object stays wholly inside): in pixels the copy is
     farther from its original than from the pixel-nearest image of another class; in
     features it is nearer to its original than to that same image."""
     b = shapes.make_batch(40, seed=7)
     pool = shapes.make_batch(400, seed=8)
     pool_pix = nb.pixel_features(pool["images"])
-    pool_feat = nb.extract_features(model, pool["images"], progress=False)
+    pool_feat = nb.extract_features(shapesnet, pool["images"], progress=False)
     held, cases = 0, 0
     for i in range(len(b["images"])):
         if b["boxes"][i, 2] + 16 > 63:
             continue
         cases += 1
         pair = torch.stack([b["images"][i], torch.roll(b["images"][i], 16, dims=2)])
-        pix, feat = nb.pixel_features(pair), nb.extract_features(model, pair, progress=False)
+        pix, feat = nb.pixel_features(pair), nb.extract_features(shapesnet, pair, progress=False)
         other = pool["labels"] != b["labels"][i]
         j = (pool_pix[other] - pix[1]).norm(dim=1).argmin()
         pix_self, pix_other = (pix[0] - pix[1]).norm(), (pool_pix[other][j] - pix[1]).norm()
@@ -256,20 +251,19 @@ def test_grid_image_tiles_and_leaves_empty_cells_white():
         nb.grid_image(imgs, torch.tensor([1, 1]), rows=2, cols=2)
 
 
-def test_shifted_photos_find_their_original_in_feature_space_not_in_pixels():
+def test_shifted_photos_find_their_original_in_feature_space_not_in_pixels(shapesnet):
     """Lecture 03's photo experiment, asserted on the offline model: a crop of a bundled photo
     shifted by 16 px retrieves its own photo in feature space far more often than in pixels."""
     from vizlib import images
 
-    model = load_model("shapesnet", device="cpu")
     photos = images.stack_images([images.sample_image(n) for n in images.list_sample_images()], size=160)
     central, shifted = photos[:, :, 16:144, 16:144], photos[:, :, 32:160, 0:128]
     truth = torch.arange(len(photos))
     by_pixels = nb.nearest_neighbors(nb.pixel_features(shifted),
                                             nb.pixel_features(central), k=1)[0][:, 0]
     by_features = nb.nearest_neighbors(
-        nb.extract_features(model, shifted, progress=False),
-        nb.extract_features(model, central, progress=False), k=1)[0][:, 0]
+        nb.extract_features(shapesnet, shifted, progress=False),
+        nb.extract_features(shapesnet, central, progress=False), k=1)[0][:, 0]
     pixel_hits = float((by_pixels == truth).float().mean())
     feature_hits = float((by_features == truth).float().mean())
     assert feature_hits >= 0.9 and feature_hits - pixel_hits >= 0.3, (feature_hits, pixel_hits)
