@@ -105,15 +105,12 @@ def test_losses_leave_inputs_alone():
     assert torch.equal(f, before)
 
 
-def test_default_layers_by_name(random_model):
-    from vizlib.models import load_model
-
+def test_default_layers_by_name(random_model, shapesnet):
     vgg = random_model("vgg19")
     assert style.default_style_layers(vgg) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     assert style.default_content_layer(vgg) == "relu4_2"
-    net = load_model("shapesnet", device="cpu")
-    assert style.default_style_layers(net) == ["relu1", "relu2", "relu3", "relu4"]
-    assert style.default_content_layer(net) == "relu3"
+    assert style.default_style_layers(shapesnet) == ["relu1", "relu2", "relu3", "relu4"]
+    assert style.default_content_layer(shapesnet) == "relu3"
 
 
 # ------------------------------------------------------------------ on the shared render loop
@@ -122,13 +119,6 @@ from unittest import mock  # noqa: E402
 
 from vizlib import render  # noqa: E402
 from vizlib.hooks import hook_count  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def net():
-    from vizlib.models import load_model
-
-    return load_model("shapesnet", device="cpu")
 
 
 def _img(h, w, seed):
@@ -141,30 +131,30 @@ def _untouched(model):
     assert not model.training
 
 
-def test_targets_blend_several_styles_and_weight_layers_by_scale(net):
+def test_targets_blend_several_styles_and_weight_layers_by_scale(shapesnet):
     a, b = _img(20, 20, 1), _img(28, 24, 2)
-    ta = style.style_targets(net, None, a, style_layers=["relu1", "relu2"])
-    tb = style.style_targets(net, None, b, style_layers=["relu1", "relu2"])
-    both = style.style_targets(net, None, [a, b], style_layers=["relu1", "relu2"], style_blend=(1, 3))
+    ta = style.style_targets(shapesnet, None, a, style_layers=["relu1", "relu2"])
+    tb = style.style_targets(shapesnet, None, b, style_layers=["relu1", "relu2"])
+    both = style.style_targets(shapesnet, None, [a, b], style_layers=["relu1", "relu2"], style_blend=(1, 3))
     for n in ("relu1", "relu2"):
         torch.testing.assert_close(both["grams"][n], 0.25 * ta["grams"][n] + 0.75 * tb["grams"][n])
         assert ta["layer_weights"][n] == pytest.approx(1 / (2 * float(ta["grams"][n].pow(2).mean())))
     with pytest.raises(ValueError, match="style_blend"):
-        style.style_targets(net, None, [a, b], style_blend=(1,))
+        style.style_targets(shapesnet, None, [a, b], style_blend=(1,))
 
 
-def test_gram_texture_runs_on_the_render_loop_and_matches_the_grams(net):
+def test_gram_texture_runs_on_the_render_loop_and_matches_the_grams(shapesnet):
     tex = _img(32, 32, 3)
     with mock.patch.object(render, "render", wraps=render.render) as spy:
-        res = style.gram_texture(net, tex, 24, steps=6, style_layers=["relu1", "relu2"], progress=False)
+        res = style.gram_texture(shapesnet, tex, 24, steps=6, style_layers=["relu1", "relu2"], progress=False)
     assert spy.call_count == 1
     assert res.image.shape == (1, 3, 24, 24)
     loss = res.history["loss"]
     assert loss[-1] < 0.2 * loss[0], loss
-    _untouched(net)
+    _untouched(shapesnet)
 
 
-def test_style_transfer_runs_only_the_layers_it_needs_and_computes_targets_once(net):
+def test_style_transfer_runs_only_the_layers_it_needs_and_computes_targets_once(shapesnet):
     content, style_img = _img(24, 24, 4), _img(40, 40, 5)
     seen = {"conv3": 0, "style_passes": 0}
 
@@ -174,11 +164,11 @@ def test_style_transfer_runs_only_the_layers_it_needs_and_computes_targets_once(
     def count_style(m, args, o):
         seen["style_passes"] += int(args[0].shape[-1] == 40)
 
-    h3 = net.layer("conv3").register_forward_hook(count_conv3)
-    h1 = net.layer("conv1").register_forward_hook(count_style)
+    h3 = shapesnet.layer("conv3").register_forward_hook(count_conv3)
+    h1 = shapesnet.layer("conv1").register_forward_hook(count_style)
     try:
         with mock.patch.object(render, "render", wraps=render.render) as spy:
-            res = style.style_transfer(net, content, style_img, style_layers=["relu1", "relu2"],
+            res = style.style_transfer(shapesnet, content, style_img, style_layers=["relu1", "relu2"],
                                        content_layer="relu2", steps=3, optimizer="adam", progress=False)
     finally:
         h3.remove()
@@ -186,38 +176,38 @@ def test_style_transfer_runs_only_the_layers_it_needs_and_computes_targets_once(
     assert spy.call_count == 1 and isinstance(spy.call_args.args[1], render.Objective)
     assert seen == {"conv3": 0, "style_passes": 1}
     assert res.image.shape == content.shape
-    _untouched(net)
+    _untouched(shapesnet)
 
 
-def test_style_transfer_objective_is_the_weighted_sum_of_the_losses(net):
+def test_style_transfer_objective_is_the_weighted_sum_of_the_losses(shapesnet):
     content, style_img = _img(24, 24, 6), _img(24, 24, 7)
-    targets = style.style_targets(net, content, style_img)
+    targets = style.style_targets(shapesnet, content, style_img)
     obj = -(2.0 * style.content_term(targets) + 5.0 * style.style_term(targets))
     x = _img(24, 24, 8)
-    acts = render.layer_outputs(net, x, obj.layers)
+    acts = render.layer_outputs(shapesnet, x, obj.layers)
     c = style.content_loss(acts["relu3"], targets["content"]) / targets["content"].pow(2).mean()
     s = style.weighted_style_loss(acts, targets)
     torch.testing.assert_close(obj(acts), -(2 * c + 5 * s))
     # starting from the content image with no style: nothing to do
-    res = style.style_transfer(net, content, style_img, style_weight=0.0, tv_weight=0.0, steps=0)
+    res = style.style_transfer(shapesnet, content, style_img, style_weight=0.0, tv_weight=0.0, steps=0)
     assert torch.equal(res.image, content)
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_style_transfer_lowers_the_loss_with_both_optimizers(net, optimizer):
+def test_style_transfer_lowers_the_loss_with_both_optimizers(shapesnet, optimizer):
     content, style_img = _img(24, 24, 9), _img(32, 32, 10)
-    res = style.style_transfer(net, content, style_img, optimizer=optimizer, steps=6, progress=False)
+    res = style.style_transfer(shapesnet, content, style_img, optimizer=optimizer, steps=6, progress=False)
     assert res.history["loss"][-1] < 0.7 * res.history["loss"][0], res.history["loss"]
 
 
-def test_multi_scale_noise_init_and_colour_preservation(net):
+def test_multi_scale_noise_init_and_colour_preservation(shapesnet):
     content, style_img = _img(20, 30, 11), _img(32, 32, 12)
-    res = style.style_transfer(net, content, style_img, init="noise", scales=(12, 20), steps=2,
+    res = style.style_transfer(shapesnet, content, style_img, init="noise", scales=(12, 20), steps=2,
                                optimizer="adam", preserve_colors=True, progress=False)
     assert res.image.shape == (1, 3, 20, 30)
     assert res.history["scale"] == [(12, 18)] * 2 + [(20, 30)] * 2
     with pytest.raises(ValueError, match="init"):
-        style.style_transfer(net, content, style_img, init="zeros", steps=1)
+        style.style_transfer(shapesnet, content, style_img, init="zeros", steps=1)
 
 
 def test_preserve_colors_keeps_luminance_of_one_and_chroma_of_the_other():
@@ -250,18 +240,18 @@ def test_style_figures_draw_and_source_map_values():
     plt.close("all")
 
 
-def test_style_explorers_build_without_leaving_hooks(net):
+def test_style_explorers_build_without_leaving_hooks(shapesnet):
     import ipywidgets
     import matplotlib.pyplot as plt
 
     from vizlib import fast_style, widgets
 
     img = _img(24, 24, 13)
-    made = [widgets.gram_explorer(net, img),
-            widgets.style_explorer(net, img, _img(24, 24, 14), steps=1),
+    made = [widgets.gram_explorer(shapesnet, img),
+            widgets.style_explorer(shapesnet, img, _img(24, 24, 14), steps=1),
             widgets.stylize_explorer(fast_style.TransformerNet(4, 0), torch.rand(2, 3, 16, 16))]
     assert all(isinstance(w, ipywidgets.Widget) for w in made)
-    _untouched(net)
+    _untouched(shapesnet)
     plt.close("all")
 
 
