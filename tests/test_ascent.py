@@ -1,9 +1,10 @@
 """vizlib.ascent: class models, filters, fooling images, DeepDream, feature inversion — behaviour
-measured on the offline model, SSIM against scikit-image, and no side effects."""
+measured on the offline model, and no side effects; vizlib.metrics: SSIM, MSE and PSNR."""
 import pytest
 import torch
 
 from vizlib import ascent as A
+from vizlib import metrics as M
 from vizlib import render as R
 from vizlib.hooks import hook_count
 
@@ -78,23 +79,55 @@ def test_deepdream_amplifies_the_layer_and_keeps_the_input(shapesnet):
     assert hook_count(shapesnet) == 0
 
 
+def _gaussian_ssim(a, b, sigma=1.5):
+    """A float64 reference written out from Wang et al. 2004 (Gaussian window, sample
+    covariances, positions where the 11-tap window fits): ``(C, H, W)`` twice -> a float."""
+    r = int(3.5 * sigma + 0.5)
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = (g[:, None] * g[None, :]) / (g.sum() ** 2)
+    filt = lambda x: torch.nn.functional.conv2d(x[:, None], k[None, None])[:, 0]  # noqa: E731
+    n = (2 * r + 1) ** 2
+    mu_a, mu_b = filt(a), filt(b)
+    var_a = n / (n - 1) * (filt(a * a) - mu_a ** 2)
+    var_b = n / (n - 1) * (filt(b * b) - mu_b ** 2)
+    cov = n / (n - 1) * (filt(a * b) - mu_a * mu_b)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
 def test_ssim_matches_scikit_image():
     from skimage.metrics import structural_similarity
 
     g = torch.Generator().manual_seed(0)
-    a = torch.rand(1, 3, 24, 20, generator=g, dtype=torch.float64)
-    b = (a + 0.1 * torch.randn(1, 3, 24, 20, generator=g, dtype=torch.float64)).clamp(0, 1)
-    ref = structural_similarity(a[0].numpy(), b[0].numpy(), channel_axis=0, data_range=1.0,
-                                gaussian_weights=True, sigma=1.5, use_sample_covariance=True)
-    assert float(A.ssim(a, b)) == pytest.approx(ref, abs=1e-10)
-    assert float(A.ssim(a, a)) == pytest.approx(1.0)
+    a = torch.rand(2, 3, 24, 20, generator=g, dtype=torch.float64)
+    b = (a + 0.1 * torch.randn(2, 3, 24, 20, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ours = M.ssim(a, b)
+    assert ours.shape == (2,) and ours.dtype == torch.float64
+    for i in range(2):
+        ref = structural_similarity(a[i].numpy(), b[i].numpy(), channel_axis=0, data_range=1.0,
+                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=True)
+        assert float(ours[i]) == pytest.approx(ref, abs=1e-10)
+        assert float(ours[i]) == pytest.approx(_gaussian_ssim(a[i], b[i]), abs=1e-10)
+    assert M.ssim(a, a).tolist() == pytest.approx([1.0, 1.0])
+    assert float(M.ssim(a, 1 - a)[0]) < 0  # an inverted image is anti-correlated
+    low = M.ssim(a.float(), b.float())
+    assert low.dtype == torch.float32 and torch.allclose(low.double(), ours, atol=1e-6)
+    with pytest.raises(ValueError, match=r"ssim: b must have shape \(B, C, H, W\) = \(2, 3, 24, 20\)"):
+        M.ssim(a, b[:, :, :20])
+    with pytest.raises(ValueError, match="window 11 does not fit sigma 2.0.* is 15 pixels wide"):
+        M.ssim(a, b, sigma=2.0)
 
 
 def test_reconstruction_error_known_values():
     a = torch.zeros(1, 3, 16, 16)
     b = torch.full((1, 3, 16, 16), 0.1)
-    err = A.reconstruction_error(b, a)
+    err = M.reconstruction_error(b, a)
     assert err["mse"] == pytest.approx(0.01) and err["psnr"] == pytest.approx(20.0)
+    assert err["ssim"] == pytest.approx(M.ssim(b.double(), a.double()).item())
+    same = M.reconstruction_error(a, a)
+    assert same == {"mse": 0.0, "psnr": float("inf"), "ssim": pytest.approx(1.0)}
 
 
 def test_inversion_loses_detail_with_depth(shapesnet, shapes_batch):

@@ -11,8 +11,8 @@ With the weights frozen, change the *image* to make something inside the network
 - :func:`deepdream` — amplify whatever a layer already sees: ascend that layer's energy, over
   several scales ("octaves") with jitter (Mordvintsev, Olah & Tyka 2015).
 - :func:`invert_features` — find an image whose features at a layer match a given image's,
-  with a total-variation prior (Mahendran & Vedaldi 2015); :func:`reconstruction_error` and
-  :func:`inversion_by_layer` measure how much detail each layer keeps.
+  with a total-variation prior (Mahendran & Vedaldi 2015); :func:`inversion_by_layer` measures
+  how much detail each layer keeps (:func:`vizlib.metrics.reconstruction_error`: MSE, PSNR, SSIM).
 
 Every function returns tensors (``(B, 3, H, W)`` float in [0, 1]) and numbers; drawing lives in
 :mod:`vizlib.plot`. None changes the model (which must be in eval mode) or the caller's images.
@@ -29,10 +29,11 @@ from torch import nn
 
 from . import render as R
 from .images import check_images
-from .models import model_device, to_model
+from .metrics import reconstruction_error
+from .policy import model_device, to_model
 
 __all__ = ["class_visualization", "filter_visualization", "fooling_image", "FoolingResult",
-           "deepdream", "invert_features", "reconstruction_error", "ssim", "inversion_by_layer",
+           "deepdream", "invert_features", "inversion_by_layer",
            "default_regularizers", "default_transforms"]
 
 
@@ -243,53 +244,14 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, steps:
     return dataclasses.replace(out, image=out.image.to(image.device))
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity of images ``a`` and ``b`` ``(B, C, H, W)`` in [0, 1], averaged over
-    channels and positions -> ``(B,)`` in [-1, 1] (1 = identical).
-
-    Wang, Bovik, Sheikh & Simoncelli 2004, with a Gaussian window (``sigma``, ``window`` wide),
-    constants ``K1 = 0.01``, ``K2 = 0.03``, data range 1, sample covariances, averaged over the
-    positions where the window fits entirely.
-    """
-    if a.shape != b.shape or a.dim() != 4:
-        raise ValueError(f"ssim needs two (B, C, H, W) tensors of one shape; got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
-    c = a.shape[1]
-    g = R.gaussian_kernel(window, sigma, a.dtype, a.device)
-    kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window)
-
-    def filt(x):
-        return F.conv2d(x, kernel, groups=c)
-
-    n = window * window
-    cov_norm = n / (n - 1)
-    mu_a, mu_b = filt(a), filt(b)
-    var_a = cov_norm * (filt(a * a) - mu_a ** 2)
-    var_b = cov_norm * (filt(b * b) - mu_b ** 2)
-    cov = cov_norm * (filt(a * b) - mu_a * mu_b)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1)
-
-
-def reconstruction_error(reconstruction: torch.Tensor, original: torch.Tensor) -> dict:
-    """Pixel MSE, PSNR (dB) and SSIM between a reconstruction and the original, one image each.
-
-    Both ``(1, 3, H, W)`` in [0, 1]. Returns ``{"mse", "psnr", "ssim"}`` as floats.
-    """
-    a, b = reconstruction.detach().double(), original.detach().double().to(reconstruction.device)
-    mse = float((a - b).pow(2).mean())
-    psnr = float("inf") if mse == 0 else float(10 * torch.log10(torch.tensor(1.0 / mse)))
-    return {"mse": mse, "psnr": psnr, "ssim": float(ssim(a, b).mean())}
-
-
 def inversion_by_layer(model: nn.Module, image: torch.Tensor, layers: Sequence[str], **kwargs
                        ) -> tuple[torch.Tensor, list[dict]]:
     """Invert ``image``'s features at each of ``layers`` and measure what is lost.
 
     ``kwargs`` go to :func:`invert_features`. Returns ``(images, rows)``: the reconstructions
     ``(len(layers), 3, H, W)`` and one row per layer ``{"layer", "mse", "psnr", "ssim",
-    "feature_error"}`` (``feature_error``: the final relative feature distance).
+    "feature_error"}`` (the first three from :func:`vizlib.metrics.reconstruction_error`;
+    ``feature_error``: the final relative feature distance).
     """
     images, rows = [], []
     for layer in layers:

@@ -424,12 +424,12 @@ def inversion_explorer(model: nn.Module, image: torch.Tensor, layers: list[str],
     """
     import ipywidgets as widgets
 
-    from . import ascent
+    from . import ascent, metrics
 
     def show(layer, tv_weight, beta):
         out = ascent.invert_features(model, image, layer, steps=steps, tv_weight=tv_weight, beta=beta,
                                      progress=False)
-        err = ascent.reconstruction_error(out.image, image)
+        err = metrics.reconstruction_error(out.image, image)
         fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
         for ax, im, title in zip(axes, (image, out.image),
                                  ("original", f"from {layer}: MSE {err['mse']:.4f}, SSIM {err['ssim']:.2f}")):
