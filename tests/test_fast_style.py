@@ -9,21 +9,15 @@ import torch
 from vizlib import fast_style as fs
 from vizlib import style as st
 from vizlib.hooks import hook_count
-from vizlib.models import load_model
 
 
 @pytest.fixture(scope="module")
-def loss_net():
-    return load_model("shapesnet", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def targets(loss_net):
+def targets(shapesnet):
     g = torch.Generator().manual_seed(0)
     stripes = (torch.arange(40) % 8 < 4).float().expand(1, 3, 40, 40).clone()
     stripes[:, 0] *= 0.9
     noisy = (0.9 * stripes + 0.1 * torch.rand(1, 3, 40, 40, generator=g)).clamp(0, 1)
-    return st.style_targets(loss_net, None, noisy)
+    return st.style_targets(shapesnet, None, noisy)
 
 
 def _batch(n=4, size=24, seed=0):
@@ -49,12 +43,12 @@ def test_instance_norm_makes_each_image_independent_of_its_batch():
     assert net.training  # stylize left the mode as it was
 
 
-def test_perceptual_loss_is_the_sum_of_its_parts(loss_net, targets):
+def test_perceptual_loss_is_the_sum_of_its_parts(shapesnet, targets):
     x = _batch(2)
     y = torch.rand(2, 3, 24, 24)
-    parts = fs.perceptual_loss(loss_net, y, x, targets, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
-    acts = st._layer_outputs(loss_net, y, ["relu1", "relu2", "relu3", "relu4"])
-    ref = st._layer_outputs(loss_net, x, ["relu3"])["relu3"]
+    parts = fs.perceptual_loss(shapesnet, y, x, targets, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
+    acts = st._layer_outputs(shapesnet, y, ["relu1", "relu2", "relu3", "relu4"])
+    ref = st._layer_outputs(shapesnet, x, ["relu3"])["relu3"]
     c = st.content_loss(acts["relu3"], ref) / ref.pow(2).flatten(1).mean(1)
     s = sum(targets["layer_weights"][n] * st.style_loss(acts[n], targets["grams"][n]) for n in targets["style_layers"])
     torch.testing.assert_close(parts["content"], c)
@@ -64,28 +58,28 @@ def test_perceptual_loss_is_the_sum_of_its_parts(loss_net, targets):
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_train_step_lowers_the_loss_and_touches_only_the_transformer(loss_net, targets, precision):
+def test_train_step_lowers_the_loss_and_touches_only_the_transformer(shapesnet, targets, precision):
     torch.manual_seed(0)
     net = fs.TransformerNet(4, 1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x = _batch(2)
-    before = {k: v.clone() for k, v in loss_net.state_dict().items()}
-    first = fs.perceptual_loss(loss_net, net(x), x, targets)["total"].mean().item()  # float32
-    losses = [fs.train_step(net, opt, loss_net, x, targets, precision=precision)["total"] for _ in range(12)]
+    before = {k: v.clone() for k, v in shapesnet.state_dict().items()}
+    first = fs.perceptual_loss(shapesnet, net(x), x, targets)["total"].mean().item()  # float32
+    losses = [fs.train_step(net, opt, shapesnet, x, targets, precision=precision)["total"] for _ in range(12)]
     assert losses[0] == pytest.approx(first, rel=0 if precision == "float32" else 0.02)  # stated: 2 %
     assert losses[-1] < 0.7 * losses[0], losses
     # mixed precision keeps the weights, their gradients and Adam's state in float32
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in net.parameters())
     assert all(v.dtype == torch.float32 for st_ in opt.state.values() for v in st_.values() if v.ndim)
-    assert all(torch.equal(v, before[k]) for k, v in loss_net.state_dict().items())
-    assert all(p.grad is None for p in loss_net.parameters()) and hook_count(loss_net) == 0
+    assert all(torch.equal(v, before[k]) for k, v in shapesnet.state_dict().items())
+    assert all(p.grad is None for p in shapesnet.parameters()) and hook_count(shapesnet) == 0
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_training_resumes_exactly_where_it_stopped(tmp_path, loss_net):
+def test_training_resumes_exactly_where_it_stopped(tmp_path, shapesnet):
     style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     images = _batch(6, 16, seed=1)
-    kw = dict(model=loss_net, batch_size=2, width=4, residual_blocks=1, progress=False,
+    kw = dict(model=shapesnet, batch_size=2, width=4, residual_blocks=1, progress=False,
               sample_every=0, checkpoint_every=2, device="cpu", seed=3)
     straight, hist = fs.train(style, images, tmp_path / "a", steps=5, **kw)
     fs.train(style, images, tmp_path / "b", steps=2, **kw)
@@ -101,7 +95,7 @@ def test_training_resumes_exactly_where_it_stopped(tmp_path, loss_net):
     torch.testing.assert_close(fs.stylize(net, x), fs.stylize(resumed, x))
 
 
-def test_folder_training_writes_samples(tmp_path, loss_net):
+def test_folder_training_writes_samples(tmp_path, shapesnet):
     from vizlib.images import save_image
 
     folder = tmp_path / "imgs" / "nested"
@@ -109,7 +103,7 @@ def test_folder_training_writes_samples(tmp_path, loss_net):
     for i in range(3):
         save_image(_batch(1, 20 + i, seed=i), folder / f"im{i}.png")
     (folder / "notes.txt").write_text("not an image")
-    net, hist = fs.train(torch.rand(1, 3, 24, 24), tmp_path / "imgs", tmp_path / "out", model=loss_net,
+    net, hist = fs.train(torch.rand(1, 3, 24, 24), tmp_path / "imgs", tmp_path / "out", model=shapesnet,
                          steps=2, batch_size=1, image_size=16, width=4, residual_blocks=0,
                          sample_every=1, checkpoint_every=0, progress=False, device="cpu")
     assert sorted(p.name for p in (tmp_path / "out" / "samples").iterdir()) == ["step_000001.png", "step_000002.png"]
