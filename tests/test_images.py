@@ -172,6 +172,53 @@ def test_exif_orientation_matches_pil_exactly(tmp_path, orientation):
     _close(_px(I.load_image(path)), expected, atol=1e-7)
 
 
+def _one_of_each_mode(mode: str, h: int, w: int, seed: int) -> Image.Image:
+    """A random h x w image of a PIL mode that needs more than uint8 RGB to read."""
+    rng = np.random.default_rng(seed)
+    u8 = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+    if mode == "F":
+        return Image.fromarray(rng.random((h, w), dtype=np.float32), "F")
+    if mode == "P":
+        p = Image.fromarray(u8[..., :3]).convert("P")
+        p.info["transparency"] = int(np.asarray(p)[0, 0])
+        return p
+    if mode == "1":
+        return Image.fromarray(u8[..., 0] > 127)
+    return Image.fromarray(u8 if mode == "RGBA" else u8[..., :2].copy(), mode)
+
+
+# 16-bit as PNG: Pillow 13 turns an uncompressed 8/16-bit TIFF of orientation 5-8 wrongly while
+# decoding it (its own exif_transpose on a buffer of the swapped size), before vizlib sees it.
+_EXT = {"I;16": "png", "F": "tif", "P": "png", "1": "png", "RGBA": "png", "LA": "png"}
+
+
+@pytest.mark.parametrize("mode", list(_EXT))
+@pytest.mark.parametrize("orientation", [2, 5, 6, 7])
+def test_exif_orientation_matches_pil_for_16bit_float_alpha_palette(tmp_path, mode, orientation):
+    """Every mode turns as PIL.ImageOps.exif_transpose turns it, also when downscaled."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = _save(tmp_path, f"o.{_EXT[mode]}", _one_of_each_mode(mode, 12, 20, orientation), exif=exif)
+    with Image.open(path) as im:
+        upright = ImageOps.exif_transpose(im)
+    assert upright.mode == mode  # the reference is read by the same code, only turned by PIL
+    x = I.load_image(path)
+    assert x.shape[2:] == ((20, 12) if orientation >= 5 else (12, 20))
+    _close(_px(x), _px(I.load_image(upright)), atol=0)
+    small = I.load_image(path, max_pixels=60, downscale=True)  # factor 2; 12 and 20 are even
+    _close(_px(small), _px(I.load_image(upright, max_pixels=60, downscale=True)), atol=0)
+
+
+def test_broken_exif_metadata_loads_as_stored(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (2, 3, 3), dtype=np.uint8)
+    path = _save(tmp_path, "broken.png", Image.fromarray(a), exif=b"Exif\x00\x00garbage!!")
+    with Image.open(path) as im, pytest.raises(SyntaxError):
+        im.getexif()  # PIL itself cannot read it ...
+    _close(_px(I.load_image(path)), a / 255, atol=1e-7)  # ... but the pixels load, unturned
+
+
 # ----------------------------------------------------------------------------- arrays / tensors / PIL
 
 
@@ -379,6 +426,39 @@ def test_to_numpy_to_pil_save_roundtrip(tmp_path):
         I.save_image(vals, tmp_path / "out.nope")
 
 
+def test_to_pil_rounds_to_nearest():
+    """Each value becomes the nearest of 0..255 (torchvision's own float conversion truncates)."""
+    x = torch.linspace(0, 1, 3 * 16 * 16).view(1, 3, 16, 16)
+    expected = np.rint(x[0].permute(1, 2, 0).numpy() * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(I.to_pil(x)), expected)
+    np.testing.assert_array_equal(np.asarray(I.to_pil(x.double()[0])), expected)
+    assert np.asarray(I.to_pil(torch.full((1, 3, 1, 1), 0.999)))[0, 0, 0] == 255
+    with pytest.raises(I.ImageError, match="to_pil takes one image"):
+        I.to_pil(torch.rand(2, 3, 4, 4))
+
+
+def test_check_output_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert I.check_output_path("~/a/b.PNG") == tmp_path / "a" / "b.PNG"
+    for name, words in (("x.nope", "from '.nope'"), ("x", "from 'no extension'"),
+                        ("x.psd", "from '.psd'")):  # Pillow reads PSD but cannot write it
+        with pytest.raises(I.ImageError, match=f"output '{tmp_path / name}': cannot tell an image format {words}"):
+            I.check_output_path(tmp_path / name)
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(I.ImageError, match=r"is a folder; give a file name such as '.*d\.png/out\.png'"):
+        I.save_image(torch.rand(1, 3, 2, 2), tmp_path / "d.png")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_resize_of_half_precision_is_the_float32_resize(dtype):
+    x = torch.rand(2, 3, 19, 23).to(dtype)
+    for size in (7, (30, 11)):
+        y = I.resize(x, size)
+        assert y.dtype == dtype
+        torch.testing.assert_close(y, I.resize(x.float(), size).to(dtype), rtol=0, atol=0)
+    assert torch.equal(I.resize(x, 19), x) and I.resize(x, 19).data_ptr() != x.data_ptr()
+
+
 # ----------------------------------------------------------------------------- samples
 
 
@@ -528,6 +608,66 @@ def test_too_many_pixels_refused_then_downscaled_exactly(tmp_path):
     assert y.shape == (3, 4, 3)
     _close(y[:, 3, 0], [1, 1, 1])
     _close(y[:, 2, 0], [0, 0, 0])
+
+
+@pytest.mark.parametrize("mode", list(_EXT))
+def test_downscale_is_the_block_mean_in_every_mode(tmp_path, mode):
+    """Downscaling by k averages k x k blocks of the image as it loads at full size: exactly
+    for float, within PIL's rounding to the image's own bits otherwise (16-bit: 1/65535;
+    8-bit: 1/255; transparency, averaged premultiplied in 8 bits: 2/255)."""
+    path = _save(tmp_path, f"m.{_EXT[mode]}", _one_of_each_mode(mode, 30, 45, 7))
+    full = I.load_image(path)
+    small = I.load_image(path, max_pixels=150, downscale=True)  # k = 3: 10 x 15
+    assert small.shape == (1, 3, 10, 15)
+    mean = full.reshape(1, 3, 10, 3, 15, 3).mean(dim=(3, 5))
+    atol = {"I;16": 1 / 65535, "F": 1e-6, "RGBA": 2 / 255, "LA": 2 / 255, "P": 2 / 255}.get(mode, 1 / 255)
+    torch.testing.assert_close(small, mean, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("downscale", [False, True])
+def test_float_and_integer_images_out_of_range_refused(tmp_path, downscale):
+    """Values outside 0..white are refused before any averaging could hide them."""
+    kw = dict(max_pixels=4, downscale=True) if downscale else {}
+    f = np.zeros((4, 4), np.float32)
+    f[1, 2] = 2.0
+    with pytest.raises(I.ImageError, match=r"mode 'F'.*\[0, 1\].*0\.\.2"):
+        I.load_image(Image.fromarray(f, "F"), **kw)
+    f[1, 2] = np.nan  # not the first pixel: PIL's extrema skip it, the pixels do not
+    with pytest.raises(I.ImageError, match=r"mode 'F'.*1 NaN"):
+        I.load_image(Image.fromarray(f, "F"), **kw)
+    twelve = np.zeros((4, 4), np.uint16)
+    twelve[0, 1] = 5000  # above 4095, but a 2x2 mean of 1250 would not be
+    path = _save(tmp_path, "g12.tif", Image.fromarray(twelve))
+    with Image.open(path) as im:
+        im.tag_v2[258] = 12
+        with pytest.raises(I.ImageError, match=r"values 0\.\.5000, outside 0\.\.4095"):
+            I.load_image(im, **kw)
+
+
+def test_big_palette_png_downscaled_strip_by_strip(tmp_path):
+    """A 36-megapixel palette PNG (36 MB decoded) shrinks without being converted whole to
+    RGB (which alone would take 144 MB)."""
+    path = tmp_path / "pal.png"
+    im = Image.new("P", (6000, 6000), 1)
+    im.putpalette([255, 255, 255, 200, 100, 50] + [0] * (254 * 3))
+    im.save(path)
+    code = textwrap.dedent(f"""
+        import json, resource
+        from vizlib.images import load_image
+        load_image(r"{tmp_path / 'warm.png'}")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        x = load_image({str(path)!r}, max_pixels=1_000_000, downscale=True)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps(dict(shape=list(x.shape), px=x[0, :, 0, 0].tolist(), grew_mb=(after - before) / 1024)))
+    """)
+    Image.new("P", (2, 2)).save(tmp_path / "warm.png")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["shape"] == [1, 3, 1000, 1000]  # factor 6
+    _close(r["px"], np.array([200, 100, 50]) / 255, atol=1e-7)
+    assert r["grew_mb"] < 100, f"peak memory grew by {r['grew_mb']:.0f} MB"
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -136,17 +136,14 @@ def _writable_folder(folder, what: str) -> None:
 
 
 def _check_output_image(path) -> None:
-    from pathlib import Path
+    """``-o`` names an image file that can be saved (images.check_output_path, the check
+    save_image makes) in a folder that can be written, before any work starts."""
+    from .images import ImageError, check_output_path  # lazy, as every command's imports here
 
-    from PIL import Image
-
-    path = Path(path).expanduser()
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise _UsageError(f"output {str(path)!r}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
-                          "use .png or .jpg")
-    if path.is_dir():
-        raise _UsageError(f"output {str(path)!r} is a folder; give a file name such as {str(path / 'out.png')!r}")
+    try:
+        path = check_output_path(path)
+    except ImageError as e:
+        raise _UsageError(str(e)) from None
     _writable_folder(path.parent, "output")
 
 

@@ -35,11 +35,12 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageFile, UnidentifiedImageError
+import torchvision.transforms.v2.functional as TF
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from . import config
 from .fetch import FetchError, fetch_bytes
+from .validate import check_shape
 
 __all__ = [
     "ImageError",
@@ -55,6 +56,7 @@ __all__ = [
     "to_numpy",
     "to_pil",
     "save_image",
+    "check_output_path",
     "SAMPLE_IMAGES",
     "list_sample_images",
     "sample_image",
@@ -65,11 +67,11 @@ Size = Union[None, int, Sequence[int]]
 
 #: With ``downscale=True``, formats that cannot be reduced while decoding (everything
 #: except JPEG) are decoded at full size in their compact native form and then
-#: block-averaged strip by strip. This caps the memory that full-size decode may take.
+#: block-averaged strip by strip (``Image.reduce``). This caps the memory that full-size decode may take.
 DECODE_BUDGET_BYTES = 1 << 30
 
 _PIL_LIMIT_LOCK = threading.Lock()
-_STRIP_BYTES = 16 << 20  # float32 working memory per strip when downscaling
+_STRIP_BYTES = 16 << 20  # converted rows held at once while downscaling (at most 4 bytes a pixel)
 
 
 # --------------------------------------------------------------------------- errors
@@ -116,15 +118,6 @@ def _parse_size(size: Any) -> None | int | tuple[int, int]:
     )
 
 
-def _target_hw(h: int, w: int, size: int | tuple[int, int]) -> tuple[int, int]:
-    """Output (H, W) for ``size``; an int sets the shorter side like torchvision's Resize."""
-    if isinstance(size, tuple):
-        return size
-    if w <= h:  # width is the shorter side
-        return max(1, int(size * h / w)), size
-    return size, max(1, int(size * w / h))
-
-
 def _fmt_bytes(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
@@ -138,6 +131,33 @@ def _fmt_bytes(n: float) -> str:
 
 def _shape(x) -> str:
     return "(" + ", ".join(str(int(s)) for s in x.shape) + ")"
+
+
+def _shape_hint(x: torch.Tensor) -> str:
+    """How to make a tensor of this shape a ``(B, 3, H, W)`` batch ('' when the shape is
+    right or suggests nothing)."""
+    s = tuple(x.shape)
+    if x.ndim == 2:
+        return " — one grayscale (H, W) image: use x[None, None].expand(-1, 3, -1, -1)"
+    if x.ndim == 3:
+        if s[0] == 3:
+            return " — add a batch dimension with x[None]"
+        if s[-1] == 3:
+            return " — this looks like one channels-last (H, W, 3) image: use x.permute(2, 0, 1)[None]"
+        if s[0] == 1:
+            return " — one grayscale image: use x[None].expand(-1, 3, -1, -1)"
+    if x.ndim == 5 and s[0] == 1:
+        return " — remove the extra leading dimension with x[0]"
+    if x.ndim == 4 and s[1] != 3:
+        if s[-1] == 3:
+            return " — 3 RGB channels wanted; this looks channels-last (B, H, W, 3): use x.permute(0, 3, 1, 2)"
+        if s[1] == 1:
+            return " — 3 RGB channels wanted; grayscale: repeat the channel with x.expand(-1, 3, -1, -1)"
+        if s[1] == 4:
+            return (" — 3 RGB channels wanted; RGBA: drop alpha with x[:, :3] (or load the file with "
+                    "load_image, which composites over white)")
+        return " — 3 RGB channels wanted"
+    return ""
 
 
 def check_images(x: torch.Tensor, name: str = "images") -> torch.Tensor:
@@ -162,32 +182,12 @@ def check_images(x: torch.Tensor, name: str = "images") -> torch.Tensor:
             )
         raise ImageTypeError(f"{name} must be a torch tensor of shape (B, 3, H, W); got {type(x).__name__}")
 
-    shape = _shape(x)
-    if x.ndim != 4:
-        hint = ""
-        if x.ndim == 3 and x.shape[0] == 3:
-            hint = " — add a batch dimension with x[None]"
-        elif x.ndim == 3 and x.shape[-1] == 3:
-            hint = " — this looks like one channels-last (H, W, 3) image: use x.permute(2, 0, 1)[None]"
-        elif x.ndim == 3 and x.shape[0] == 1:
-            hint = " — one grayscale image: use x[None].expand(-1, 3, -1, -1)"
-        elif x.ndim == 2:
-            hint = " — one grayscale (H, W) image: use x[None, None].expand(-1, 3, -1, -1)"
-        elif x.ndim == 5 and x.shape[0] == 1:
-            hint = " — remove the extra leading dimension with x[0]"
-        raise ImageError(f"{name} must have shape (B, 3, H, W); got {shape}{hint}")
-    if x.shape[1] != 3:
-        if x.shape[-1] == 3:
-            hint = " — this looks channels-last (B, H, W, 3): use x.permute(0, 3, 1, 2)"
-        elif x.shape[1] == 1:
-            hint = " — grayscale: repeat the channel with x.expand(-1, 3, -1, -1)"
-        elif x.shape[1] == 4:
-            hint = " — RGBA: drop alpha with x[:, :3] (or load the file with load_image, which composites over white)"
-        else:
-            hint = ""
-        raise ImageError(f"{name} must have shape (B, 3, H, W) with 3 RGB channels; got {shape}{hint}")
+    try:
+        check_shape(x, "B 3 H W", name, floating=False, hint=_shape_hint(x))
+    except ValueError as e:
+        raise ImageError(str(e)) from None
     if x.numel() == 0:
-        raise ImageError(f"{name} is empty: shape {shape} (B, H and W must be at least 1)")
+        raise ImageError(f"{name} is empty: shape {_shape(x)} (B, H and W must be at least 1)")
 
     if x.dtype == torch.uint8:
         raise ImageError(f"{name} is a uint8 tensor: convert with x.float() / 255")
@@ -243,19 +243,18 @@ def resize(x: torch.Tensor, size: Size) -> torch.Tensor:
     """Resize a batch ``(B, 3, H, W)`` in [0, 1] with antialiasing; returns a new tensor.
 
     ``size``: None (unchanged copy), an int (the shorter side becomes ``size``, the longer
-    one ``int(size * long / short)``, as torchvision's ``Resize``), or ``(H, W)`` (exact).
-    Bilinear with ``antialias=True, align_corners=False``, clamped to [0, 1]; the dtype
-    and device are kept.
+    one ``int(size * long / short)``), or ``(H, W)`` (exact). torchvision's ``resize``:
+    bilinear, ``antialias=True``, computed in float32 for half-precision inputs, clamped to
+    [0, 1]; the dtype and device are kept.
     """
     check_images(x)
     size = _parse_size(size)
     if size is None:
         return x.clone()
-    h, w = _target_hw(x.shape[2], x.shape[3], size)
-    if (h, w) == (x.shape[2], x.shape[3]):
-        return x.clone()
     xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    y = F.interpolate(xf, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    y = TF.resize(xf, [size] if isinstance(size, int) else list(size), antialias=True)
+    if y is xf:  # already that size: torchvision hands its input back
+        return x.clone()
     return y.clamp(0.0, 1.0).to(x.dtype)
 
 
@@ -272,11 +271,9 @@ def center_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
         raise ImageError("center_crop needs a size: an int (square) or (H, W)")
     h, w = (size, size) if isinstance(size, int) else size
     H, W = x.shape[2], x.shape[3]
-    if h > H or w > W:
+    if h > H or w > W:  # torchvision would pad with zeros
         raise ImageError(f"cannot crop {h}x{w} (HxW) from an image of {H}x{W}; resize it first, e.g. resize(x, {max(h, w)})")
-    top = int(round((H - h) / 2.0))
-    left = int(round((W - w) / 2.0))
-    return x[:, :, top:top + h, left:left + w].clone()
+    return TF.center_crop(x, [h, w]).clone()
 
 
 def stack_images(images: Sequence[torch.Tensor], size: Size = None) -> torch.Tensor:
@@ -360,23 +357,37 @@ def to_numpy(x: torch.Tensor) -> np.ndarray:
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
-    """One image ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1] -> an 8-bit RGB PIL image (rounded)."""
-    a = to_numpy(x)
-    return Image.fromarray(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), mode="RGB")
+    """One image ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1] -> an 8-bit RGB PIL image, each
+    value rounded to the nearest of 0..255 (torchvision's float conversion would truncate)."""
+    x = _one_image(x, "to_pil")
+    pixels = x[0].detach().to("cpu", torch.float32).mul(255.0).round_().to(torch.uint8)
+    return TF.to_pil_image(pixels, mode="RGB")
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` (``~`` expanded) if an image can be saved there: its extension names a format
+    Pillow can write, and it is not a folder. Otherwise an :class:`ImageError` saying what to
+    give instead. :func:`save_image` checks with it; so does the ``vizlib`` command, before any work.
+    """
+    path = Path(path).expanduser()
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"output {str(path)!r}: cannot tell an image format from "
+                         f"{path.suffix or 'no extension'!r}; use the extension .png or .jpg")
+    if path.is_dir():
+        raise ImageError(f"output {str(path)!r} is a folder; give a file name such as {str(path / 'out.png')!r}")
+    return path
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, **pil_kwargs) -> Path:
     """Save one image ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1] as 8-bit RGB; returns the path.
 
     The format comes from the extension (``.png`` lossless, ``.jpg`` at quality 95
-    unless ``quality=`` is given). Parent folders are created.
+    unless ``quality=`` is given; see :func:`check_output_path`). Parent folders are created.
     """
     img = to_pil(x)
-    path = Path(path).expanduser()
-    ext = path.suffix.lower()
-    if ext not in Image.registered_extensions():
-        raise ImageError(f"cannot tell the image format from the extension of '{path}'; use .png or .jpg")
-    if ext in (".jpg", ".jpeg"):
+    path = check_output_path(path)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
         pil_kwargs.setdefault("quality", 95)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, **pil_kwargs)
@@ -463,77 +474,64 @@ def _int_scale(im: Image.Image) -> float | None:
     return None if bits is None else float(2 ** bits - 1)
 
 
-def _orient(a: np.ndarray, o: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """Apply EXIF orientation ``o`` (1..8) to the (row, column) ``axes`` of ``a``, exactly as
-    ``PIL.ImageOps.exif_transpose`` does. Returns a view where possible."""
-    r, c = axes
-    if o == 2:
-        return np.flip(a, c)
-    if o == 3:
-        return np.flip(a, (r, c))
-    if o == 4:
-        return np.flip(a, r)
-    if o == 5:
-        return np.swapaxes(a, r, c)
-    if o == 6:
-        return np.rot90(a, -1, axes=axes)
-    if o == 7:
-        return np.swapaxes(np.rot90(a, 2, axes=axes), r, c)
-    if o == 8:
-        return np.rot90(a, 1, axes=axes)
-    return a
-
-
-def _pil_to_chw(im: Image.Image, int_scale: float | None, orientation: int = 1) -> np.ndarray:
-    """A loaded PIL image of any mode -> C-contiguous float32 (3, H, W) in [0, 1].
-
-    Alpha is composited over white; ``orientation`` (EXIF 1..8) is applied on the way.
-    Peak memory: the image's NumPy view plus the float result.
-    """
+def _readable(im: Image.Image) -> Image.Image:
+    """``im`` in a mode whose pixels are read as they are (1, L, LA, RGB, RGBA, I, I;16*, F);
+    PIL converts the others (palette, premultiplied alpha, CMYK, YCbCr, HSV, ...)."""
     mode = im.mode
-    alpha = False
+    if mode in ("1", "L", "LA", "RGB", "RGBA", "I", "F") or mode.startswith("I;16"):
+        return im
     if mode in ("La", "PA", "RGBa"):
-        im = im.convert({"La": "LA", "PA": "RGBA", "RGBa": "RGBA"}[mode])
-        mode = im.mode
+        return im.convert({"La": "LA", "PA": "RGBA", "RGBa": "RGBA"}[mode])
     if mode == "P":
         has_alpha = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")
-        im = im.convert("RGBA" if has_alpha else "RGB")
-        mode = im.mode
+        return im.convert("RGBA" if has_alpha else "RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageError(f"unsupported image mode {mode!r} ({e}); convert the image to RGB first") from None
 
-    if mode == "1":
-        raw, scale = np.asarray(im, dtype=bool), 1.0
-    elif mode == "L":
-        raw, scale = np.asarray(im, dtype=np.uint8), 255.0
-    elif mode == "I" or mode.startswith("I;16"):
-        raw = np.asarray(im)
-        lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
-        scale = int_scale if int_scale is not None else 65535.0
-        if lo < 0 or hi > scale:
-            raise ImageError(
-                f"integer image (mode {mode!r}) has values {lo}..{hi}, outside 0..{scale:.0f}; "
-                "convert it yourself to an array in [0, 1] and pass that"
-            )
-    elif mode == "F":
-        raw, scale = np.asarray(im, dtype=np.float32), 1.0
-        if not np.isfinite(raw).all() or (raw.size and (raw.min() < 0 or raw.max() > 1)):
+
+def _check_values(im: Image.Image, int_scale: float | None) -> None:
+    """Refuse an integer ("I", "I;16*") or float ("F") image whose values are not in
+    0..white (PIL's ``getextrema``: no copy of the pixels)."""
+    if im.mode == "F":
+        lo, hi = im.getextrema()
+        if not (0.0 <= lo and hi <= 1.0):  # also catches a NaN extreme
             raise ImageError(
                 "32-bit float image (mode 'F') must have finite values in [0, 1]; got "
-                f"{np.nanmin(raw):.4g}..{np.nanmax(raw):.4g} — rescale it and pass the array"
+                f"{lo:.4g}..{hi:.4g} — rescale it and pass the array"
             )
-    elif mode in ("LA", "RGBA"):
-        raw, scale, alpha = np.asarray(im, dtype=np.uint8), 255.0, True
-    else:
-        if mode != "RGB":
-            try:
-                im = im.convert("RGB")  # CMYK, YCbCr, RGBX, HSV, ...
-            except (ValueError, OSError) as e:
-                raise ImageError(f"unsupported image mode {mode!r} ({e}); convert the image to RGB first") from None
-        raw, scale = np.asarray(im, dtype=np.uint8), 255.0
-
-    return _raw_to_chw(raw, scale, alpha, orientation)
+    elif im.mode == "I" or im.mode.startswith("I;16"):
+        lo, hi = im.getextrema()
+        scale = 65535.0 if int_scale is None else int_scale
+        if lo < 0 or hi > scale:
+            raise ImageError(
+                f"integer image (mode {im.mode!r}) has values {lo}..{hi}, outside 0..{scale:.0f}; "
+                "convert it yourself to an array in [0, 1] and pass that"
+            )
 
 
-def _raw_to_chw(raw: np.ndarray, scale: float, alpha: bool, orientation: int = 1) -> np.ndarray:
+def _pil_to_chw(im: Image.Image, int_scale: float | None) -> np.ndarray:
+    """A loaded PIL image in a :func:`_readable` mode -> C-contiguous float32 (3, H, W) in
+    [0, 1], alpha composited over white. Peak memory: one copy of the pixels plus the result."""
+    mode = im.mode
+    if mode == "1":
+        return _raw_to_chw(np.asarray(im, dtype=bool), 1.0, alpha=False)
+    if mode == "F":
+        raw = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(raw).all():
+            raise ImageError(
+                "32-bit float image (mode 'F') must have finite values in [0, 1]; got "
+                f"{int(np.isnan(raw).sum())} NaN and {int(np.isinf(raw).sum())} Inf values — "
+                "replace them and pass the array"
+            )
+        return _raw_to_chw(raw, 1.0, alpha=False)
+    if mode == "I" or mode.startswith("I;16"):
+        return _raw_to_chw(np.asarray(im), 65535.0 if int_scale is None else int_scale, alpha=False)
+    return _raw_to_chw(np.asarray(im, dtype=np.uint8), 255.0, alpha=mode in ("LA", "RGBA"))
+
+
+def _raw_to_chw(raw: np.ndarray, scale: float, alpha: bool) -> np.ndarray:
     """(H, W) or (H, W, C) pixels (C = 1, 2 gray+alpha, 3, 4 RGBA) -> float32 (3, H, W).
 
     Divides by ``scale``, composites alpha over white, repeats gray to 3 channels.
@@ -541,7 +539,6 @@ def _raw_to_chw(raw: np.ndarray, scale: float, alpha: bool, orientation: int = 1
     """
     if raw.ndim == 2:
         raw = raw[:, :, None]
-    raw = _orient(raw, orientation)
     f = np.array(np.moveaxis(raw, 2, 0), dtype=np.float32, order="C", copy=True)  # (C, H, W)
     del raw
     if scale != 1.0:
@@ -569,34 +566,55 @@ def _native_bytes(mode: str, w: int, h: int) -> int:
     return per * w * h
 
 
-def _downscale(im: Image.Image, max_pixels: int, int_scale: float | None) -> np.ndarray:
-    """Block-average a loaded PIL image to at most ``max_pixels``, strip by strip.
+def _reducible(im: Image.Image) -> Image.Image:
+    """``im`` in a :func:`_readable` mode that ``Image.reduce`` takes (1-bit -> L, 16-bit -> I)."""
+    im = _readable(im)
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    return im
 
-    Only one strip is ever converted to float; the result is float32
-    (3, ceil(H/k), ceil(W/k)) for the smallest integer factor k that fits (edge blocks
-    average the pixels that exist).
+
+def _reduce(im: Image.Image, max_pixels: int) -> Image.Image:
+    """``im`` shrunk by the smallest whole factor k that leaves at most ``max_pixels``.
+
+    Each output pixel is the mean of a k x k block (``Image.reduce``, size
+    ceil(W/k) x ceil(H/k); edge blocks average the pixels they have). ``Image.reduce`` takes
+    only 8-bit, "I" and "F" modes, so the image is converted (:func:`_reducible`) one strip of
+    rows at a time: converting it whole could take four times its decoded size (palette -> RGBA).
     """
     w, h = im.size
     k = max(2, math.ceil(math.sqrt(w * h / max_pixels)))
     while math.ceil(w / k) * math.ceil(h / k) > max_pixels:
         k += 1
-    rows = k * max(1, _STRIP_BYTES // (w * 12 * k))
-    out = np.empty((3, math.ceil(h / k), math.ceil(w / k)), np.float32)
+    rows = k * max(1, _STRIP_BYTES // (4 * w * k))
+    out = None
     for y0 in range(0, h, rows):
-        y1 = min(h, y0 + rows)
-        strip = torch.from_numpy(_pil_to_chw(im.crop((0, y0, w, y1)), int_scale))[None]
-        r = F.avg_pool2d(strip, (min(k, y1 - y0), min(k, w)), stride=k, ceil_mode=True)
-        out[:, y0 // k: y0 // k + r.shape[2]] = r[0].numpy()
+        strip = _reducible(im.crop((0, y0, w, min(h, y0 + rows)))).reduce(k)
+        if out is None:
+            out = Image.new(strip.mode, (math.ceil(w / k), math.ceil(h / k)))
+        out.paste(strip, (0, y0 // k))
     return out
 
 
 def _orientation(im: Image.Image) -> int:
     """EXIF (or XMP) orientation tag 1..8; 1 when absent or unreadable."""
     try:
-        o = int(im.getexif().get(0x0112, 1))
+        o = int(im.getexif().get(ExifTags.Base.Orientation, 1))
     except Exception:  # noqa: BLE001 - broken metadata must not stop loading
         return 1
     return o if 1 <= o <= 8 else 1
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
+    """``im`` turned upright by ``PIL.ImageOps.exif_transpose`` for the file's EXIF
+    ``orientation`` (``im`` may be a converted or reduced copy that lost the tag, which is
+    then given back to it). A new image, or ``im`` itself when it is upright already."""
+    if orientation == 1:
+        return im
+    im.getexif().setdefault(ExifTags.Base.Orientation, orientation)
+    return ImageOps.exif_transpose(im)
 
 
 _warned_truncated = False
@@ -624,14 +642,18 @@ def _too_big_message(what: str, w: int, h: int, max_pixels: int) -> str:
 
 def _pil_to_tensor(im: Image.Image, what: str, max_pixels: int | None, downscale: bool,
                    may_draft: bool) -> torch.Tensor:
-    """Decode a (possibly lazy) PIL image into a (1, 3, H, W) float32 tensor."""
+    """Decode a (possibly lazy) PIL image into an upright (1, 3, H, W) float32 tensor.
+
+    ``may_draft``: the image was opened here and is not decoded yet (it may be drafted).
+    """
     _warn_if_truncated_allowed()
     try:
         w, h = im.size
         if w < 1 or h < 1:
             raise ImageError(f"{what} has no pixels (size {w}x{h})")
         int_scale = _int_scale(im)
-        if max_pixels is not None and w * h > max_pixels:
+        shrink = max_pixels is not None and w * h > max_pixels
+        if shrink:
             if not downscale:
                 raise ImageError(_too_big_message(what, w, h, max_pixels))
             if may_draft:
@@ -640,7 +662,7 @@ def _pil_to_tensor(im: Image.Image, what: str, max_pixels: int | None, downscale
                 im.draft(im.mode, (math.ceil(w / f), math.ceil(h / f)))
             dw, dh = im.size
             need = _native_bytes(im.mode, dw, dh)
-            if may_draft and dw * dh > max_pixels and need > DECODE_BUDGET_BYTES:  # we opened it: not yet decoded
+            if may_draft and dw * dh > max_pixels and need > DECODE_BUDGET_BYTES:  # not yet decoded
                 fmt = getattr(im, "format", None) or "this"
                 raise ImageError(
                     f"{what} is {w}x{h} = {w * h / 1e6:.1f} megapixels; {fmt} images cannot be reduced "
@@ -648,14 +670,11 @@ def _pil_to_tensor(im: Image.Image, what: str, max_pixels: int | None, downscale
                     f"(more than DECODE_BUDGET_BYTES={_fmt_bytes(DECODE_BUDGET_BYTES)}). Shrink it "
                     "with an external tool first (e.g. ImageMagick: magick in.png -resize 10% out.png)"
                 )
-            im.load()
-            if dw * dh > max_pixels:
-                arr = np.ascontiguousarray(_orient(_downscale(im, max_pixels, int_scale), _orientation(im), (1, 2)))
-            else:
-                arr = _pil_to_chw(im, int_scale, _orientation(im))
-        else:
-            im.load()
-            arr = _pil_to_chw(im, int_scale, _orientation(im))
+            shrink = dw * dh > max_pixels
+        im.load()
+        _check_values(im, int_scale)
+        pixels = _reduce(im, max_pixels) if shrink else _readable(im)
+        arr = _pil_to_chw(_upright(pixels, _orientation(im)), int_scale)
     except ImageError:
         raise
     except MemoryError:
