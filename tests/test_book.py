@@ -1,8 +1,11 @@
 """The book: pages, figures, failures marked, a lecture that never finishes killed."""
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 
+from vizlib import cli
 from vizlib.course import book
 
 
@@ -70,6 +73,33 @@ def test_pages_link_to_each_other_say_what_they_ran_on_and_partial_builds_keep_t
     assert book.build_book(lectures, out, quick=True, only=["03"]) is True
     index = (out / "index.html").read_text()
     assert "not built yet" not in index and "ran on shapesnet" in index and index.count("<li>") == 3
+
+
+def test_vizlib_book_builds_the_course_it_is_given_from_anywhere(tmp_path):
+    course, elsewhere = tmp_path / "course", tmp_path / "elsewhere"
+    (course / "lectures").mkdir(parents=True)
+    elsewhere.mkdir()
+    _notebook(course / "lectures" / "01_only.ipynb", ["print('built from', __import__('os').getcwd())"])
+    done = subprocess.run([sys.executable, "-m", "vizlib.cli", "book", "--course", str(course), "--quick"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    index = course / "build" / "book" / "index.html"
+    assert "01_only.html" in index.read_text() and not (elsewhere / "build").exists()
+    executed = nbformat.read(course / "build" / "book" / "notebooks" / "01_only.ipynb", as_version=4)
+    assert f"built from {course / 'lectures'}" in executed.cells[1].outputs[0]["text"]  # run beside its lecture
+
+
+def test_vizlib_book_without_a_course_says_what_is_missing_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["book"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vizlib book: no course folder at or above {tmp_path.resolve()}") and len(err.splitlines()) == 1
+    assert "lectures/" in err and "--course DIR" in err
+    assert cli.main(["book", "--course", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path.resolve()} is not a course folder: it needs lectures/ (it has no lectures/)" in err
+    assert "--course DIR" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "build").exists()
 
 
 def test_explorers_display_as_a_widget_that_carries_a_figure_of_its_first_view():

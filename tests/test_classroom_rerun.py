@@ -13,7 +13,7 @@ import pytest
 
 from test_classroom import ASSIGNMENT, ROOT, _check, _rows
 from vizlib.course import classroom, synthetic
-from vizlib.course.grading import CourseNotFoundError, course_root
+from vizlib.course.root import CourseNotFoundError, course_root
 
 
 def test_a_second_run_grades_only_new_or_changed_submissions(tmp_path):

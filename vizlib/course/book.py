@@ -1,12 +1,14 @@
 """Execute the lecture notebooks and write a browsable HTML course book.
 
-    python -m vizlib.course.book            # or: vizlib book
-    python -m vizlib.course.book --quick    # small sizes, as in CI
+    vizlib book                    # the course at or above the current directory
+    vizlib book --quick            # small sizes, as in CI
+    vizlib book --course DIR 03    # lecture 03 of the course in DIR
 
-Writes ``build/book/index.html``, one HTML page per lecture (figures embedded), every
-figure as a PNG under ``build/book/figures/<lecture>/`` and the executed notebooks under
-``build/book/notebooks/``. A lecture that fails is marked in the index, the others still
-run, and the command exits non-zero.
+(``python -m vizlib.course.book`` runs the same command.) The course is the folder holding
+``lectures/`` (:func:`~vizlib.course.root.course_root`). Writes its ``build/book/index.html``, one
+HTML page per lecture (figures embedded), every figure as a PNG under
+``build/book/figures/<lecture>/`` and the executed notebooks under ``build/book/notebooks/``. A
+lecture that fails is marked in the index, the others still run, and the command exits non-zero.
 
 The pages need no network: formulas are typeset by a copy of MathJax in ``build/book/mathjax/``
 (from the ``jupyter-server-mathjax`` package), an explorer widget shows the figure of its first
@@ -23,9 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from .. import config
-
-REPO = Path(__file__).resolve().parents[2]
+from .. import cli, config
+from .root import LECTURES, CourseNotFoundError, course_root
 
 
 def lecture_paths(lectures_dir: Path) -> list[Path]:
@@ -357,10 +358,10 @@ def _load_state(out_dir: Path) -> dict:
         return {}
 
 
-def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "build" / "book",
-               quick: bool = False, only: list[str] | None = None, limit: float | None = None,
+def build_book(lectures_dir: Path, out_dir: Path, quick: bool = False, only: list[str] | None = None, limit: float | None = None,
                tries: int = 2) -> bool:
-    """Execute the lectures and write the book. Returns ``True`` when every lecture ran.
+    """Execute the lectures of ``lectures_dir`` and write the book to ``out_dir``. Returns ``True``
+    when every lecture ran.
 
     ``only``: lecture number prefixes to build; the index keeps the other lectures' entries from
     earlier builds (``book.json``), so a partial build updates only its own lectures.
@@ -409,19 +410,36 @@ def build_book(lectures_dir: Path = REPO / "lectures", out_dir: Path = REPO / "b
     return all_ok
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="vizlib book", description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
+    """``vizlib book [--course DIR] [--quick] [--out DIR] [--lectures DIR] [LECTURE ...]``."""
+    parser.description = __doc__.splitlines()[0]
     parser.add_argument("--quick", action="store_true", help="small sizes and few iterations (as in CI)")
-    parser.add_argument("--out", default=str(REPO / "build" / "book"), help="output folder")
-    parser.add_argument("--lectures", default=str(REPO / "lectures"), help="folder of lecture notebooks")
+    parser.add_argument("--course", help="the course folder, holding lectures/ (default: the one at or above "
+                                         "the current directory)")
+    parser.add_argument("--out", help="output folder (default: COURSE/build/book)")
+    parser.add_argument("--lectures", help="folder of lecture notebooks (default: COURSE/lectures)")
     parser.add_argument("--execute-one", nargs=2, metavar=("SOURCE", "TARGET"), help=argparse.SUPPRESS)
     parser.add_argument("only", nargs="*", help="lecture number prefixes to build (default: all)")
-    args = parser.parse_args(argv)
+    parser.set_defaults(run=_book_command)
+
+
+def _book_command(args) -> int:
     quick = args.quick or config.quick()
     if args.execute_one:
         return _execute_to_file(Path(args.execute_one[0]), Path(args.execute_one[1]), quick)
-    ok = build_book(Path(args.lectures), Path(args.out), quick=quick, only=args.only or None)
+    try:
+        lectures = Path(args.lectures) if args.lectures else course_root(args.course, LECTURES) / "lectures"
+    except CourseNotFoundError as exc:
+        print(f"vizlib book: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else lectures.parent / "build" / "book"
+    ok = build_book(lectures, out, quick=quick, only=args.only or None)
     return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    """``python -m vizlib.course.book ...``: ``vizlib book`` of the one command tree."""
+    return cli.main(["book", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

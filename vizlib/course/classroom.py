@@ -28,7 +28,6 @@ stopped without losing or double-counting anything. The course graded is the fol
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import csv
 import hashlib
@@ -43,8 +42,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
-from .grading import _api, _environment, _scratch_course, assignment_ids, cell_text, course_root
+from .. import __version__, cli
+from .grading import _api, _environment, _scratch_course, assignment_ids, cell_text
+from .root import course_root
 
 MAX_OUTPUT_CHARS = 20_000
 STATE_FILE = Path(".state") / "results.jsonl"
@@ -427,7 +427,7 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | N
         budget: seconds one whole submission may take (default: a generous multiple of
             ``cell_timeout``); past it the grader is killed and the submission scores zero.
         quick: run the notebooks with ``VIZLIB_QUICK=1``.
-        root: the course folder (default: :func:`~vizlib.course.grading.course_root`).
+        root: the course folder (default: :func:`~vizlib.course.root.course_root`).
 
     A submission is graded again when it is new or changed, or when what its last grade depended
     on changed: the assignment's tests (its source notebook), vizlib's version or the mode.
@@ -488,10 +488,10 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | N
             "seconds": seconds, "per_minute": len(todo) / seconds * 60 if todo else 0.0}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="vizlib grade", description=(
-        "Autograde a folder of submissions with nbgrader, in parallel: writes OUT/grades.csv and "
-        "OUT/feedback/<student>.html; a second run grades only new or changed submissions."))
+def add_arguments(parser) -> None:
+    """``vizlib grade ASSIGNMENT SUBMISSIONS [-o OUT] ...``."""
+    parser.description = ("Autograde a folder of submissions with nbgrader, in parallel: writes OUT/grades.csv "
+                          "and OUT/feedback/<student>.html; a second run grades only new or changed submissions.")
     parser.add_argument("assignment", help="e.g. assignment1")
     parser.add_argument("submissions", help="folder with one notebook or folder per student")
     parser.add_argument("-o", "--out", default="grades", help="output folder (default: grades/)")
@@ -500,7 +500,10 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="run notebooks in full mode, not quick mode")
     parser.add_argument("--course", help="the course folder whose tests grade (default: the one with "
                                          "nbgrader_config.py at or above the current directory)")
-    args = parser.parse_args(argv)
+    parser.set_defaults(run=_grade_command)
+
+
+def _grade_command(args) -> int:
     try:
         root = course_root(args.course)
         print(f"course: {root}")
@@ -514,6 +517,11 @@ def main(argv=None) -> int:
     print(f"graded {summary['graded']} submissions ({why + '; ' if why else ''}{summary['unchanged']} unchanged) "
           f"in {summary['seconds']:.0f} s, {summary['per_minute']:.1f} per minute -> {summary['csv']}")
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m vizlib.course.classroom ...``: ``vizlib grade`` of the one command tree."""
+    return cli.main(["grade", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Colab in one click and one cell: the badge, the install cell and the runtime of every notebook.
 
-    python -m vizlib.course.colab            # write them into lectures/ and solutions/ (then `vizlib release`)
-    python -m vizlib.course.colab --check    # exit 1 if any notebook lacks them or disagrees
+    vizlib colab            # write them into lectures/ and solutions/ (then `vizlib release`)
+    vizlib colab --check    # exit 1 if any notebook lacks them or disagrees
+
+(``python -m vizlib.course.colab`` runs the same command.)
 
 The repository's address lives in one place, ``[project.urls] Repository`` in ``pyproject.toml``;
 every badge and install cell is generated from it. Each lecture and each assignment opens with
@@ -17,7 +19,6 @@ The notebooks' metadata asks Colab for a GPU runtime.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import tomllib
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-from .grading import course_root
+from .. import cli
+from .root import CourseNotFoundError, course_root
 
 TAG = "colab"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -121,12 +123,19 @@ def write(root: Path) -> list[Path]:
     return changed
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vizlib.course.colab", description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
+    """``vizlib colab [--check] [--course DIR]``."""
     parser.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
     parser.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
-    args = parser.parse_args(argv)
-    root = course_root(args.course)
+    parser.set_defaults(run=_colab_command)
+
+
+def _colab_command(args) -> int:
+    try:
+        root = course_root(args.course)
+    except CourseNotFoundError as exc:
+        print(f"vizlib colab: {exc}", file=sys.stderr)
+        return 2
     if args.check:
         found = problems(root)
         print("\n".join(found) or "every notebook has its Colab badge and install cell")
@@ -134,6 +143,11 @@ def main(argv=None) -> int:
     for path in write(root):
         print(f"updated {path.relative_to(root)}")
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m vizlib.course.colab ...``: ``vizlib colab`` of the one command tree."""
+    return cli.main(["colab", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

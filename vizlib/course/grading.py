@@ -6,13 +6,15 @@ between ``### BEGIN/END SOLUTION`` and ``### BEGIN/END HIDDEN TESTS`` markers);
 by hand. Everything nbgrader writes (gradebook, submissions, feedback) goes to a scratch
 course folder, so the repository only ever holds sources and the release.
 
-    python -m vizlib.course.grading release            # regenerate assignments/
-    python -m vizlib.course.grading check              # solution = full marks, blank = zero
-    python -m vizlib.course.grading check --mutants    # every realistic wrong solution loses points
+    vizlib release                       # regenerate assignments/
+    vizlib check-assignments             # solution = full marks, blank = zero
+    vizlib check-assignments --mutants   # every realistic wrong solution loses points
+
+(``python -m vizlib.course.grading release|check`` runs the same commands.) The course is the one
+at or above the current directory, or ``--course DIR`` (:func:`~vizlib.course.root.course_root`).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -20,39 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-class CourseNotFoundError(ValueError):
-    """No course folder (``nbgrader_config.py`` next to ``solutions/``) where one was looked for."""
+from .. import cli
+from .root import CourseNotFoundError, course_root
 
 
 def cell_text(cell: dict) -> str:
     """A notebook cell's source as one string (nbformat stores a string or a list of lines)."""
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
-
-
-def _is_course(folder: Path) -> bool:
-    return (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir()
-
-
-def course_root(explicit: str | Path | None = None) -> Path:
-    """The course to release, check or grade: ``explicit`` (``--course DIR``), else the nearest
-    folder from the current directory up that holds ``nbgrader_config.py`` and ``solutions/``.
-
-    Never the folder vizlib happens to be installed from: a checkout whose environment was
-    installed from another copy grades its own tests. Raises :class:`CourseNotFoundError`.
-    """
-    if explicit is not None:
-        folder = Path(explicit).expanduser().resolve()
-        if not _is_course(folder):
-            raise CourseNotFoundError(f"{folder} is not a course folder: it needs nbgrader_config.py "
-                                      "and solutions/")
-        return folder
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if _is_course(folder):
-            return folder
-    raise CourseNotFoundError(f"no course folder at or above {here}: run from the course folder (the one "
-                              "with nbgrader_config.py and solutions/) or pass --course DIR")
 
 
 def assignment_ids(root: Path | None = None) -> list[str]:
@@ -205,35 +182,57 @@ def check(assignment: str, root: Path | None = None) -> list[str]:
     return problems
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="vizlib", description="nbgrader pipeline of the course")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
-    p = sub.add_parser("check", help="solution = full marks, blank = zero, for every assignment")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
-    p.add_argument("--mutants", action="store_true",
-                   help="instead: run every realistic wrong solution in tests/mutants/ against the graded "
-                        "cells and print the mutation score per assignment (fails below 100%%)")
-    p.add_argument("-v", "--verbose", action="store_true", help="with --mutants: list every mutant")
-    args = parser.parse_args(argv)
+_COURSE_HELP = "the course folder (default: the one at or above the current directory)"
+
+
+def add_release_arguments(parser) -> None:
+    """``vizlib release [ASSIGNMENT ...] [--course DIR]``."""
+    parser.add_argument("assignments", nargs="*", help="assignments to release (default: all)")
+    parser.add_argument("--course", help=_COURSE_HELP)
+    parser.set_defaults(run=_release_command)
+
+
+def add_check_arguments(parser) -> None:
+    """``vizlib check-assignments [ASSIGNMENT ...] [--course DIR] [--mutants [-v]]``."""
+    parser.add_argument("assignments", nargs="*", help="assignments to check (default: all)")
+    parser.add_argument("--course", help=_COURSE_HELP)
+    parser.add_argument("--mutants", action="store_true",
+                        help="instead: run every realistic wrong solution in tests/mutants/ against the graded "
+                             "cells and print the mutation score per assignment (fails below 100%%)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="with --mutants: list every mutant")
+    parser.set_defaults(run=_check_command)
+
+
+def _course_and_assignments(args) -> tuple[Path, list[str]]:
+    """The course folder and the assignments ``args`` name (default: all); prints the course."""
+    root = course_root(args.course)
+    ids = args.assignments or assignment_ids(root)
+    unknown = sorted(set(ids) - set(assignment_ids(root)))
+    if unknown:
+        raise CourseNotFoundError(f"{root} has no assignment {', '.join(unknown)}; it has "
+                                  f"{', '.join(assignment_ids(root))}")
+    return root, ids
+
+
+def _release_command(args) -> int:
     try:
-        root = course_root(args.course)
-        ids = args.assignments or assignment_ids(root)
-        unknown = sorted(set(ids) - set(assignment_ids(root)))
-        if unknown:
-            raise CourseNotFoundError(f"{root} has no assignment {', '.join(unknown)}; it has "
-                                      f"{', '.join(assignment_ids(root))}")
+        root, ids = _course_and_assignments(args)
     except CourseNotFoundError as exc:
-        print(f"vizlib {dict(check='check-assignments').get(args.command, args.command)}: {exc}", file=sys.stderr)
+        print(f"vizlib release: {exc}", file=sys.stderr)
         return 2
     print(f"course: {root}")
-    if args.command == "release":
-        for a in ids:
-            print(f"released {a} -> {release(a, root)}")
-        return 0
+    for a in ids:
+        print(f"released {a} -> {release(a, root)}")
+    return 0
+
+
+def _check_command(args) -> int:
+    try:
+        root, ids = _course_and_assignments(args)
+    except CourseNotFoundError as exc:
+        print(f"vizlib check-assignments: {exc}", file=sys.stderr)
+        return 2
+    print(f"course: {root}")
     if args.mutants:
         from . import mutants
         problems = []
@@ -247,6 +246,15 @@ def main(argv=None) -> int:
         print(msg)
     print("all assignments grade correctly" if not problems else f"{len(problems)} problems")
     return 1 if problems else 0
+
+
+def main(argv=None) -> int:
+    """``python -m vizlib.course.grading release|check ...``: ``vizlib release`` and
+    ``vizlib check-assignments`` of the one command tree (:mod:`vizlib.cli`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        argv[0] = "check-assignments"
+    return cli.main(argv)
 
 
 if __name__ == "__main__":

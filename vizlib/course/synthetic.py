@@ -1,6 +1,6 @@
 """A synthetic class: submissions built from the real assignments, with the score each deserves.
 
-    python -m vizlib.course.synthetic assignment1 /tmp/class --n 200
+    vizlib synthetic-class assignment1 /tmp/class --n 200     # or: python -m vizlib.course.synthetic ...
     vizlib grade assignment1 /tmp/class/submissions -o /tmp/class/grades
 
 writes ``/tmp/class/submissions/`` (one entry per student, as an instructor would download them)
@@ -13,7 +13,6 @@ deleted read-only graded cell, another assignment's notebook, a file that is not
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import json
@@ -22,8 +21,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grading import assignment_ids, course_root
+from .. import cli
+from .grading import assignment_ids
 from .mutants import Mutant, load_mutants, program
+from .root import CourseNotFoundError, course_root
 
 
 def mistakes(assignment: str, root: Path | None = None) -> list[Mutant]:
@@ -178,17 +179,32 @@ def make_class(assignment: str, dest: Path, n: int = 200, seed: int = 0, root: P
     return expected
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vizlib.course.synthetic", description=__doc__.splitlines()[0])
-    parser.add_argument("assignment")
+def add_arguments(parser) -> None:
+    """``vizlib synthetic-class ASSIGNMENT DEST [--n N] [--seed S] [--course DIR]``."""
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("assignment", help="e.g. assignment1")
     parser.add_argument("dest", help="empty folder to create")
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    expected = make_class(args.assignment, Path(args.dest), args.n, args.seed)
+    parser.add_argument("--n", type=int, default=200, help="submissions to write (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
+    parser.set_defaults(run=_synthetic_command)
+
+
+def _synthetic_command(args) -> int:
+    try:
+        root = course_root(args.course)
+    except CourseNotFoundError as exc:
+        print(f"vizlib synthetic-class: {exc}", file=sys.stderr)
+        return 2
+    expected = make_class(args.assignment, Path(args.dest), args.n, args.seed, root=root)
     print(f"wrote {len(expected)} submissions to {Path(args.dest) / 'submissions'} "
           f"and the expected grades to {Path(args.dest) / 'expected.csv'}")
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m vizlib.course.synthetic ...``: ``vizlib synthetic-class`` of the one command tree."""
+    return cli.main(["synthetic-class", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
