@@ -48,6 +48,15 @@ def test_filter_grid_places_each_filter():
     assert torch.all(grid[:, 4:6, 4:6] == 0.25)  # the empty fourth slot is padding
 
 
+def test_filter_grid_of_one_filter_keeps_its_border():
+    w = torch.rand(1, 1, 3, 2)
+    grid = filters.filter_grid(w, padding=2, pad_value=0.5)
+    assert grid.shape == (3, 3 + 4, 2 + 4)
+    torch.testing.assert_close(grid[:, 2:5, 2:4], filters.normalize_filters(w)[0].expand(3, -1, -1))
+    grid[:, 2:5, 2:4] = 0.5
+    assert torch.all(grid == 0.5)
+
+
 def test_smoothness_known_answers():
     ramp = (torch.arange(5.0)[:, None] + torch.arange(5.0)[None]).view(1, 1, 5, 5)  # i + j
     checker = ((torch.arange(5)[:, None] + torch.arange(5)[None]) % 2).float().view(1, 1, 5, 5)

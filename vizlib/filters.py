@@ -8,7 +8,9 @@ so their weights are no longer pictures of anything we can see.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torchvision.utils import make_grid
 
 from .hooks import capture_activations
 from .layers import get_layer
@@ -76,10 +78,11 @@ def normalize_filters(weights: torch.Tensor, mode: str = "per_filter") -> torch.
 
 def filter_grid(weights: torch.Tensor, ncols: int = 8, padding: int = 1, pad_value: float = 1.0,
                 mode: str = "per_filter") -> torch.Tensor:
-    """Tile filters into one image.
+    """Tile filters into one image, ``ncols`` to a row (``torchvision.utils.make_grid``).
 
     ``weights``: ``(N, C, kH, kW)`` with ``C`` = 3 (shown in colour) or 1 (grey).
-    Returns ``(3, H, W)`` float in [0, 1].
+    Returns ``(3, H, W)`` float in [0, 1]: ``padding`` pixels of ``pad_value`` around and
+    between the filters, empty slots of the last row filled with ``pad_value``.
     """
     w = normalize_filters(weights, mode)
     n, c, kh, kw = w.shape
@@ -88,14 +91,9 @@ def filter_grid(weights: torch.Tensor, ncols: int = 8, padding: int = 1, pad_val
     elif c != 3:
         raise ValueError(f"filters to tile must have 1 or 3 channels; got {c} "
                          "(use channels_as_filters to show each input channel separately)")
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    grid = torch.full((3, nrows * (kh + padding) + padding, ncols * (kw + padding) + padding), pad_value)
-    for i in range(n):
-        r, col = divmod(i, ncols)
-        y, x = padding + r * (kh + padding), padding + col * (kw + padding)
-        grid[:, y:y + kh, x:x + kw] = w[i]
-    return grid
+    if n == 1:  # make_grid hands a lone image back without its border
+        return F.pad(w[0], (padding,) * 4, value=pad_value)
+    return make_grid(w, nrow=max(1, min(ncols, n)), padding=padding, pad_value=pad_value)
 
 
 def channels_as_filters(weights: torch.Tensor) -> torch.Tensor:
