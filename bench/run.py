@@ -36,7 +36,8 @@ import peers  # noqa: E402  (bench/peers.py)
 from results import put_block  # noqa: E402  (bench/results.py)
 import roofline  # noqa: E402  (bench/roofline.py)
 
-from vizlib import attribution, fast_style, models, render, style  # noqa: E402
+from vizlib import attribution, fast_style, models, style  # noqa: E402
+from vizlib.precision import DEFAULT_PRECISION, resolve_precision  # noqa: E402
 
 
 @dataclass
@@ -241,7 +242,7 @@ def row_gradcam(s: Setup) -> Result:
 def _precision_label(precision: str, device: torch.device) -> str:
     """Row-name suffix: which precision ran, and whether it is vizlib's default on ``device``."""
     label = " (float32" if precision == "float32" else " (bf16 autocast"
-    default = render.resolve_precision("auto", device) == precision
+    default = resolve_precision(DEFAULT_PRECISION, device) == precision
     return label + (", the default here)" if default else ", opt-in here)")
 
 

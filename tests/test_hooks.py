@@ -87,3 +87,83 @@ def test_captures_exact_inputs_and_cleans_up(tiny_net):
     expected = torch.stack([x[:, 0].mean((1, 2)), torch.zeros(2)], dim=1)  # what enters fc
     torch.testing.assert_close(ins["fc"], expected)
     assert hook_count(tiny_net) == 0
+
+
+# ------------------------------------------------------------------ stop_after
+
+class _Raises(nn.Module):
+    def forward(self, x):
+        raise AssertionError("this layer must never run")
+
+
+class _Twice(nn.Module):
+    """Runs one module twice: ``relu(relu(x) - 1)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.after = _Raises()
+
+    def forward(self, x):
+        return self.after(self.relu(self.relu(x) - 1.0))
+
+
+def test_stop_after_stops_before_a_later_layer_and_keeps_the_graph(tiny_net):
+    from vizlib.hooks import stop_after
+
+    net = nn.Sequential(tiny_net.conv1, tiny_net.relu1, _Raises())
+    x = torch.rand(2, 3, 4, 4, requires_grad=True)
+    with stop_after(net, ["1", "0"]) as outs:
+        net(x)
+    assert list(outs) == ["0", "1"]  # in the order they ran
+    torch.testing.assert_close(outs["0"][:, 0], x[:, 0])
+    (g,) = torch.autograd.grad(outs["1"][:, 0].sum(), x)  # live, not detached
+    torch.testing.assert_close(g[:, 0], torch.ones(2, 4, 4))
+    assert hook_count(net) == 0
+
+
+def test_stop_after_captures_a_twice_run_layer_at_its_first_run():
+    from vizlib.hooks import stop_after
+
+    net = _Twice()
+    x = torch.full((1, 1, 2, 2), 3.0)
+    with stop_after(net, "relu", stop=False) as outs:
+        with pytest.raises(AssertionError, match="never run"):
+            net(x)  # stop=False lets the pass go on, into the raising layer
+    torch.testing.assert_close(outs["relu"], x)  # the first run's output, not relu(3 - 1) = 2
+    assert hook_count(net) == 0
+
+
+def test_stop_after_leaves_no_hook_after_an_exception_or_a_bad_name(tiny_net):
+    from vizlib.hooks import stop_after
+
+    with pytest.raises(KeyError, match="conv9"):
+        with stop_after(tiny_net, ["conv1", "conv9"]):
+            pytest.fail("the body must not run")
+    assert hook_count(tiny_net) == 0
+    with pytest.raises(RuntimeError, match="boom"):
+        with stop_after(tiny_net, "relu1"):
+            assert hook_count(tiny_net) == 1
+            raise RuntimeError("boom")
+    assert hook_count(tiny_net) == 0
+    with pytest.raises(ValueError, match=r"\['fc'\] did not run"):
+        with stop_after(tiny_net, ["conv1", "fc"]):
+            tiny_net.conv1(torch.rand(1, 3, 4, 4))  # the body never reaches fc
+    assert hook_count(tiny_net) == 0
+
+
+def test_nested_stop_after_each_swallow_only_their_own_stop(tiny_net):
+    from vizlib.hooks import stop_after
+
+    x = torch.rand(1, 3, 4, 4)
+    with stop_after(tiny_net, "fc") as outer:
+        with stop_after(tiny_net, "conv1") as inner:
+            tiny_net(x)  # inner stops at conv1: the outer's fc never ran yet
+        tiny_net(x)      # the outer's own pass, stopped at fc
+    assert set(inner) == {"conv1"} and set(outer) == {"fc"}
+    with stop_after(tiny_net, "conv1") as outer:
+        with stop_after(tiny_net, "fc") as inner:
+            tiny_net(x)  # the outer's stop, at conv1: the inner passes it on, unmet
+            pytest.fail("the pass must have stopped")
+    assert set(outer) == {"conv1"} and inner == {}
+    assert hook_count(tiny_net) == 0

@@ -210,10 +210,11 @@ def _check_image_folder(folder) -> None:
 
 
 def _add_precision(p) -> None:
-    from .render import PRECISIONS
+    from .precision import DEFAULT_PRECISION, PRECISIONS
 
-    p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
-                   help="auto (default): bfloat16 autocast where the hardware multiplies bf16 natively, else float32")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=DEFAULT_PRECISION,
+                   help=f"{DEFAULT_PRECISION} (default); auto: bfloat16 autocast where the hardware "
+                        "multiplies bf16 natively, else float32")
 
 
 # --- which pixels mattered (lectures 05-07) ---

@@ -35,7 +35,7 @@ from torch import nn
 from . import config
 from . import style as st
 from .models import eval_mode
-from .render import resolve_precision
+from .precision import DEFAULT_PRECISION, resolve_precision
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -111,7 +111,7 @@ class TransformerNet(nn.Module):
 
 
 def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
-            precision: str = "auto") -> torch.Tensor:
+            precision: str = DEFAULT_PRECISION) -> torch.Tensor:
     """Stylise ``images`` with a trained :class:`TransformerNet`: one forward pass each.
 
     Args:
@@ -119,10 +119,10 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
             runs in eval mode, which for instance norm changes nothing).
         images: ``(B, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], any size.
         batch_size: images per forward pass.
-        precision: ``"auto"`` (default): bfloat16 autocast where the device multiplies bf16
-            natively (:func:`vizlib.render.bf16_is_fast`), else float32. ``"bfloat16"`` is
-            about 1.6x faster on a CPU with AVX512-BF16, with pixels within about 3/255 of
-            float32's (tested); ``"float32"`` gives the same pixels on every machine.
+        precision: :data:`vizlib.precision.DEFAULT_PRECISION` (``"float32"``, the same pixels on
+            every machine), ``"bfloat16"`` (autocast; about 1.6x faster on a CPU with
+            AVX512-BF16, pixels within about 3/255 of float32's, tested) or ``"auto"``
+            (bfloat16 where :func:`vizlib.precision.bf16_is_fast`, else float32).
 
     Returns:
         ``(B, 3, H, W)`` float in [0, 1] on the input's device.
@@ -143,7 +143,7 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
 
 def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Tensor,
                     targets: Mapping, *, content_weight: float = 1.0, style_weight: float = 1.0,
-                    tv_weight: float = 1.0, precision: str = "float32") -> dict:
+                    tv_weight: float = 1.0, precision: str = DEFAULT_PRECISION) -> dict:
     """Johnson et al.'s loss for a batch: each stylised image against its own content image
     (feature reconstruction at ``targets["content_layer"]``, relative to the content
     features' mean square, :func:`vizlib.style.relative_content_loss`) and against the style's Gram
@@ -154,9 +154,10 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
         stylized: ``(B, 3, H, W)`` in [0, 1], the transformer's output (with grad).
         content: ``(B, 3, H, W)`` in [0, 1], the transformer's input.
         targets: :func:`vizlib.style.style_targets` of the style image (content ``None``).
-        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"`` (see
-            :func:`vizlib.render.resolve_precision`): the loss network's passes run under
-            bf16 autocast; the Gram matrices and losses are computed in float32 either way.
+        precision: :data:`vizlib.precision.DEFAULT_PRECISION` (``"float32"``), ``"bfloat16"`` or
+            ``"auto"`` (see :func:`vizlib.precision.resolve_precision`): with bfloat16 the loss
+            network's passes run under bf16 autocast; the Gram matrices and losses are computed
+            in float32 either way.
 
     Returns:
         ``{"content", "style", "tv", "total"}``, each ``(B,)``, ``total`` the weighted sum.
@@ -178,15 +179,16 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
 
 
 def train_step(transformer: nn.Module, optimizer: torch.optim.Optimizer, model: nn.Module,
-               content: torch.Tensor, targets: Mapping, *, precision: str = "auto", **weights) -> dict:
+               content: torch.Tensor, targets: Mapping, *, precision: str = DEFAULT_PRECISION,
+               **weights) -> dict:
     """One optimisation step of the transformer on a batch of content images.
 
     Zero the gradients, stylise the batch, compute :func:`perceptual_loss` (mean over the
     batch), back-propagate into the transformer only, step the optimiser.
 
-    ``precision``: ``"auto"`` (default) trains with bfloat16 autocast where the device
-    multiplies bf16 natively (:func:`vizlib.render.bf16_is_fast`) and in float32 elsewhere;
-    the weights, the optimiser's state, the Gram matrices and the losses stay float32 (bf16
+    ``precision``: :data:`vizlib.precision.DEFAULT_PRECISION` (``"float32"``), ``"bfloat16"``
+    (autocast), or ``"auto"`` (bfloat16 where the device multiplies bf16 natively,
+    :func:`vizlib.precision.bf16_is_fast`, float32 elsewhere). With bfloat16 the weights, the optimiser's state, the Gram matrices and the losses stay float32 (bf16
     has float32's range, so no loss scaling is needed). ``weights``: the loss weights of
     :func:`perceptual_loss`.
 
@@ -430,7 +432,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
           style_layers=None, content_layer=None, width: int = 32, residual_blocks: int = 5,
           sample_every: int = 200, checkpoint_every: int = 200, sample_images: torch.Tensor | None = None,
           resume: bool = True, seed: int = 0, progress: bool = True, device=None,
-          num_workers: int = 0, precision: str = "auto") -> tuple[TransformerNet, list[dict]]:
+          num_workers: int = 0, precision: str = DEFAULT_PRECISION) -> tuple[TransformerNet, list[dict]]:
     """Train a :class:`TransformerNet` for one style over a folder of content images.
 
     Single process by default. Started with ``torchrun --nproc_per_node=N`` (which sets
@@ -449,7 +451,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         seed: initial weights and data order.
         sample_images: ``(K, 3, H, W)`` stylised into the sample grid (default the first
             batch's images).
-        precision: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"``: see :func:`train_step`.
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"``: see :func:`train_step`.
 
     Returns:
         ``(transformer, history)``: the trained network (eval mode) and one dict of losses

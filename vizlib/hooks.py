@@ -6,6 +6,10 @@ Every hook registered here is removed in a ``finally`` block, so the model leave
     with capture_activations(model, ["conv1", "relu3"]) as acts:
         model(x)
     acts["conv1"]          # (B, C, H, W)
+
+    with stop_after(model, ["conv1", "relu3"]) as outs:
+        model(x)           # runs only as far as relu3, then stops
+    outs["relu3"]          # still attached to the autograd graph
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from .models import get_layer
+from .layers import get_layer
 
 
 def _as_list(layers) -> list[str]:
@@ -71,7 +75,7 @@ def capture_activations(model: nn.Module, layers: str | Iterable[str], *,
     """Record the outputs of named layers during the forward passes in the body.
 
     Args:
-        model: any ``nn.Module``; layers are found with :func:`vizlib.models.get_layer`.
+        model: any ``nn.Module``; layers are found with :func:`vizlib.layers.get_layer`.
         layers: one name or several (a module itself is accepted too, and is its own key).
         detach: ``True`` stores a detached copy (safe even if a later in-place op would
             overwrite the tensor); ``False`` stores the live tensor, still attached to the
@@ -85,6 +89,65 @@ def capture_activations(model: nn.Module, layers: str | Iterable[str], *,
         store[key] = out.detach().clone() if detach else out
 
     return _on_forward(model, layers, keep)
+
+
+class _StopForward(Exception):
+    """Raised by :func:`stop_after`'s hook to end a forward pass; each context has its own."""
+
+
+def stop_after(model: nn.Module, layers: str | Iterable[str], *, stop: bool = True):
+    """Capture the first output of each named layer, and end the forward pass once all have run.
+
+    Put the forward call alone in the body::
+
+        with stop_after(model, ["relu2", "relu4"]) as outputs:
+            model(x)        # ends, silently, right after relu4's first output
+        outputs["relu2"]    # (B, C, H, W), attached to the autograd graph
+
+    Args:
+        model: any ``nn.Module``; layers are found with :func:`vizlib.layers.get_layer`.
+        layers: one name or several (a module itself is accepted too, and is its own key).
+        stop: ``True`` ends the pass as soon as every layer has produced its output (the rest of
+            the network never runs, nor does the rest of the body); ``False`` captures the same
+            first outputs and lets the pass run to its end (to get the model's output too).
+
+    Returns:
+        a context manager yielding a dict ``name -> output``: each layer's output at its *first*
+        run in the body (a module that runs twice, as a reused ReLU, is captured once), live,
+        not detached, so gradients flow through it.
+
+    Bad names fail before any hook is registered; every hook is removed in ``finally``; the
+    internal stop is swallowed, anything else the body raises propagates.
+
+    Raises:
+        ValueError: the body ended normally but a layer never ran (it is not on the forward
+            path of what the body called).
+    """
+    keys = list(dict.fromkeys(_as_list(layers)))
+    token = _StopForward()
+
+    def keep_first(store, key, out):
+        if key in store:
+            return
+        store[key] = out
+        if stop and len(store) == len(keys):
+            raise token
+
+    return _stopping(model, keys, keep_first, token)
+
+
+@contextmanager
+def _stopping(model, keys, on_tensor, token) -> Iterator[dict]:
+    with _on_forward(model, keys, on_tensor) as store:
+        try:
+            yield store
+        except _StopForward as e:
+            if e is not token:  # an enclosing stop_after's stop: not ours to swallow
+                raise
+        missing = [k for k in keys if k not in store]
+        if missing:
+            name = getattr(model, "name", type(model).__name__)
+            raise ValueError(f"layer(s) {missing} did not run in {name}'s forward pass")
 
 
 def capture_inputs(model: nn.Module, layers: str | Iterable[str]):

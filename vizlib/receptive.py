@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .models import get_layer, layer_names
+from .hooks import stop_after
+from .layers import get_layer, layer_names
 
 __all__ = ["ReceptiveField", "receptive_fields", "empirical_receptive_field"]
 
@@ -196,24 +196,6 @@ def receptive_fields(model: nn.Module) -> dict[str, ReceptiveField]:
 # Empirical
 # ----------------------------------------------------------------------------------------
 
-class _Stop(Exception):
-    """Raised by a forward hook to end the forward pass at the layer of interest."""
-
-
-@contextmanager
-def _stop_after(module: nn.Module, store: dict):
-    """Store ``module``'s output in ``store["out"]`` and end the forward pass there."""
-    def hook(mod, inputs, output):
-        store["out"] = output[0] if isinstance(output, (tuple, list)) else output
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
-
-
 def _positive_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` in which every window sees all its inputs with weight > 0.
 
@@ -256,7 +238,7 @@ def empirical_receptive_field(model: nn.Module, layer: str, input_size) -> tuple
     channels) and returns the bounding box of the input pixels with nonzero gradient.
 
     Args:
-        model: any module; ``layer`` a name :func:`~vizlib.models.get_layer` accepts.
+        model: any module; ``layer`` a name :func:`~vizlib.layers.get_layer` accepts.
         input_size: ``H`` or ``(H, W)``; large enough that the centre unit's field lies
             inside the image.
 
@@ -270,17 +252,10 @@ def empirical_receptive_field(model: nn.Module, layer: str, input_size) -> tuple
     """
     h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     net = _positive_copy(model)
-    target = get_layer(net, layer)
     x = torch.ones(1, 3, h, w, dtype=torch.float64, requires_grad=True)
-    store: dict = {}
-    with _stop_after(target, store):
-        try:
-            net(x)
-        except _Stop:
-            pass
-    out = store.get("out")
-    if out is None:
-        raise ValueError(f"layer {layer!r} did not run in the forward pass")
+    with stop_after(net, layer) as outputs:
+        net(x)
+    out = outputs[layer]
     if out.dim() != 4 or out.shape[-1] < 1 or out.shape[-2] < 1:
         raise ValueError(f"layer {layer!r} has no spatial output (shape {tuple(out.shape)})")
     cy, cx = out.shape[-2] // 2, out.shape[-1] // 2

@@ -22,6 +22,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from .precision import DEFAULT_PRECISION
+
 # ----------------------------------------------------------------------------------------
 # Gram matrix and the three losses
 # ----------------------------------------------------------------------------------------
@@ -434,7 +436,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
                    optimizer: str = "lbfgs", steps: int = 200, lr: float | None = None,
                    scales: Sequence[int] | None = None, preserve_colors: bool = False,
                    seed: int = 0, progress: bool | None = None, callback=None,
-                   precision: str = "auto"):
+                   precision: str = DEFAULT_PRECISION):
     """Neural style transfer by optimisation (Gatys, Ecker & Bethge 2016).
 
     Minimises ``content_weight * content + style_weight * style + tv_weight * TV`` over the
@@ -461,13 +463,13 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
             content's chrominance (YIQ), Gatys et al. 2017's luminance-only transfer applied
             after the optimisation.
         seed: the noise of ``init="noise"``.
-        precision: ``"auto"`` (default): bfloat16 autocast where the device multiplies bf16
-            natively (:func:`vizlib.render.bf16_is_fast`: Ampere-or-newer GPUs, CPUs with
-            AVX512-BF16 or AMX), float32 elsewhere. ``"bfloat16"`` runs the network under bf16
-            autocast with the Gram matrices and losses in float32 (see
-            :func:`vizlib.render.render`); targets stay float32; the step-0 loss is within 2 %
-            of float32's and a VGG19 step 1.35x faster on this project's CPU. ``"float32"``
-            for results that are the same on every machine.
+        precision: :data:`vizlib.precision.DEFAULT_PRECISION` (``"float32"``: results that are
+            the same on every machine), ``"bfloat16"`` or ``"auto"`` (bfloat16 where
+            :func:`vizlib.precision.bf16_is_fast`: Ampere-or-newer GPUs, CPUs with AVX512-BF16
+            or AMX; float32 elsewhere). ``"bfloat16"`` runs the network under bf16 autocast with
+            the Gram matrices and losses in float32 (see :func:`vizlib.render.render`); targets
+            stay float32; the step-0 loss is within 2 % of float32's and a VGG19 step 1.35x
+            faster on this project's CPU.
 
     Returns:
         :class:`vizlib.render.RenderResult` (``history`` concatenated over scales, with
