@@ -456,35 +456,6 @@ def test_example_batch_offline(shapesnet):
     assert ex["names"] == [shapes.CLASSES[int(i)] for i in ex["targets"]]
 
 
-def test_attribution_figures_and_explorers(shapesnet, batch):
-    import ipywidgets
-    import matplotlib.pyplot as plt
-
-    from vizlib import plot, widgets
-
-    x = batch["images"][:2]
-    maps = {"saliency": torch.rand(2, 64, 64), "grad_cam": torch.rand(2, 8, 8)}
-    figs = [plot.show_attribution_grid(x, maps, row_labels=["a", "b"]),
-            plot.show_map_table(x, torch.rand(2, 3, 8, 8), overlay=False, show_image=False),
-            plot.plot_occlusion_sweep(torch.rand(5), [0, 4, 8, 12, 16], 0.5),
-            plot.plot_perturbation_curves({"random": torch.rand(7), "saliency": torch.rand(7)}),
-            plot.plot_cascade({"saliency": [1.0, 0.5, 0.2]}, ["original", "fc", "conv4"])]
-    for fig in figs:
-        assert fig.axes
-    img = plot.gradient_image(torch.tensor([-2.0, 0.0, 1.0]).view(1, 3, 1, 1), clip=None)
-    torch.testing.assert_close(img.flatten(), torch.tensor([0.0, 0.5, 0.75]))
-    # clipped at the 99th percentile of |g|: one huge value among 1000 no longer greys out the rest
-    g = torch.full((1, 3, 10, 100), 0.01)
-    g[0, 0, 0, 0] = 100.0
-    assert float(plot.gradient_image(g, clip=None)[0, 1].max()) < 0.501
-    assert float(plot.gradient_image(g)[0, 1].min()) == 1.0
-    for w in (widgets.attribution_explorer(shapesnet, x, methods=["saliency", "grad_cam"]),
-              widgets.cascade_explorer(shapesnet, x, batch["labels"][:2], methods=["saliency"])):
-        assert isinstance(w, ipywidgets.interactive)
-    assert hook_count(shapesnet) == 0
-    plt.close("all")
-
-
 def test_a_long_occlusion_sweep_shows_progress_and_a_short_one_does_not(shapesnet64, batch, capsys):
     x, t = batch["images"][:1].double(), batch["labels"][:1]
     quiet = A.occlusion(shapesnet64, x, t, patch=8)                       # 64 windows: one pass

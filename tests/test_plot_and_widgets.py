@@ -162,6 +162,16 @@ def test_save_figure_writes_the_format_of_its_extension(tmp_path):
 
 # ------------------------------------------------------------------ attribution figures
 
+def test_gradient_image_is_grey_at_zero_and_clipped_at_a_high_percentile():
+    img = plot.gradient_image(torch.tensor([-2.0, 0.0, 1.0]).view(1, 3, 1, 1), clip=None)
+    torch.testing.assert_close(img.flatten(), torch.tensor([0.0, 0.5, 0.75]))
+    # clipped at the 99th percentile of |g|: one huge value among 1000 no longer greys out the rest
+    g = torch.full((1, 3, 10, 100), 0.01)
+    g[0, 0, 0, 0] = 100.0
+    assert float(plot.gradient_image(g, clip=None)[0, 1].max()) < 0.501
+    assert float(plot.gradient_image(g)[0, 1].min()) == 1.0
+
+
 def test_show_map_table_draws_each_map_with_its_own_colour_limits():
     images, maps = _rand(2, 3, 8, 8), _rand(2, 3, 8, 8, seed=1)
     maps[1, 2] = 0.25                                                                  # a constant map
@@ -314,6 +324,7 @@ def test_attribution_and_cascade_explorers_draw_the_methods_maps(shapesnet):
 
     x = _rand(2, 3, 64, 64)
     explorer, (fig,) = _drawing(lambda: widgets.attribution_explorer(shapesnet, x, methods=["saliency", "grad_cam"]))
+    assert isinstance(explorer, ipywidgets.interactive)
     index, cls, layer, method = explorer.children[:4]
     assert (index.max, list(method.options), cls.value) == (1, ["saliency", "grad_cam"], -1)
     assert [label for label, _ in cls.options] == ["top class", *shapesnet.classes]
@@ -330,6 +341,7 @@ def test_attribution_and_cascade_explorers_draw_the_methods_maps(shapesnet):
 
     labels = torch.tensor([0, 1])
     cascade, (fig,) = _drawing(lambda: widgets.cascade_explorer(shapesnet, x, labels, methods=["saliency"]))
+    assert isinstance(cascade, ipywidgets.interactive)
     stages = sanity.randomizable_layers(shapesnet)
     assert cascade.children[2].max == len(stages) and cascade.children[2].value == 1
     assert fig.axes[1].get_title() == "saliency: trained model"
