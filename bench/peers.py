@@ -63,7 +63,7 @@ class _StyleLoss(nn.Module):
 class TutorialStyleTransfer:
     """Gatys style transfer built the tutorial's way on a :class:`~vizlib.models.CourseModel`
     whose ``net.features`` is a sequence (VGG). ``targets`` come from
-    :func:`vizlib.style.style_targets` so both sides optimise the same function."""
+    :func:`vizlib.style_losses.style_targets` so both sides optimise the same function."""
 
     def __init__(self, model, targets, content_weight=1.0, style_weight=100.0, tv_weight=1.0):
         wanted = {model.layer_paths[n]: n for n in targets.layers}

@@ -36,7 +36,7 @@ import peers  # noqa: E402  (bench/peers.py)
 from results import put_block  # noqa: E402  (bench/results.py)
 import roofline  # noqa: E402  (bench/roofline.py)
 
-from vizlib import attribution, fast_style, models, style  # noqa: E402
+from vizlib import attribution, fast_style, models, style, style_losses  # noqa: E402
 from vizlib.precision import DEFAULT_PRECISION, resolve_precision  # noqa: E402
 
 
@@ -264,7 +264,7 @@ def row_gatys(s: Setup) -> list[Result]:
     content, style_image = _batch(s, 1, px, 1), _batch(s, 1, px, 2)
 
     def peer(bf16):  # both sides compute their targets once per run, then take `steps` steps
-        targets = style.style_targets(model, content, style_image)
+        targets = style_losses.style_targets(model, content, style_image)
         return peers.TutorialStyleTransfer(model, targets).run(content, steps, bf16=bf16)
 
     their_loss = peer(False)[0]                  # every row is checked against the float32 peer
@@ -318,7 +318,7 @@ def row_fast_style_train(s: Setup) -> list[Result]:
     model = models.load_model("vgg16", pretrained=False, device=s.device)
     px, n = (32, 2) if s.tiny else ((256, 4) if s.device.type == "cuda" else (128, 2))
     style_image, content = _batch(s, 1, px, 3), _batch(s, n, px, 4)
-    targets = style.style_targets(model, None, style_image)
+    targets = style_losses.style_targets(model, None, style_image)
     peer_loss = peers.ExamplesPerceptualLoss(model, targets)
     out, reference, f32_peer_s = [], None, None
     for precision, tol in (("float32", 1e-4), ("bfloat16", 2e-2)):

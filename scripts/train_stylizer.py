@@ -4,7 +4,7 @@
     python scripts/train_stylizer.py --steps 50 --out /tmp/s.safetensors   # a short trial
 
 Everything it reads installs from PyPI: the style image and the training photographs are the
-sample images bundled with the course's packages (:func:`vizlib.images.sample_image`), the loss
+sample images bundled with the course's packages (:func:`vizlib.samples.sample_image`), the loss
 network is EfficientNet-Lite0 with the ImageNet weights of its pinned wheel. The astronaut is kept
 out of training, so the lectures can show the network on a photograph it has never seen.
 
@@ -35,14 +35,14 @@ SETTINGS = dict(steps=2000, batch_size=4, image_size=128, width=16, residual_blo
 
 def training_images(crops: int, seed: int) -> torch.Tensor:
     """``(N, 3, 128, 128)``: ``crops`` random crops of every training photograph, and their mirror images."""
-    from vizlib import images
+    from vizlib import samples
 
     g = torch.Generator().manual_seed(seed)
     out = []
-    for name in images.list_sample_images():
+    for name in samples.list_sample_images():
         if name in HELD_OUT:
             continue
-        photo = images.sample_image(name, 192)[0]
+        photo = samples.sample_image(name, 192)[0]
         h, w = photo.shape[-2:]
         for _ in range(crops):
             y = int(torch.randint(0, h - 128 + 1, (1,), generator=g))
@@ -53,7 +53,7 @@ def training_images(crops: int, seed: int) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
-    from vizlib import fast_style, images, models
+    from vizlib import fast_style, models, samples
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     settings = dict(SETTINGS, steps=args.steps)
     photos = training_images(args.crops, settings["seed"])
-    style = images.sample_image(STYLE, 256)
+    style = samples.sample_image(STYLE, 256)
     model = models.load_model("efficientnet_lite0", device="cpu")
     print(f"{len(photos)} training images; style {STYLE!r}; loss network {model.name}", file=sys.stderr)
     start = time.perf_counter()

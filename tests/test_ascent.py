@@ -68,7 +68,7 @@ def test_fooling_image_already_the_target_takes_no_step(shapesnet, shapes_batch)
 
 
 def test_deepdream_amplifies_the_layer_and_keeps_the_input(shapesnet):
-    from vizlib.images import sample_image
+    from vizlib.samples import sample_image
 
     img = sample_image("chelsea", size=48)
     keep = img.clone()

@@ -193,6 +193,7 @@ def test_gradcam_and_plusplus_match_pytorch_grad_cam(shapesnet64, batch, layer):
     ours = _as_pytorch_grad_cam(A.grad_cam_pp(m, x, t, layer=layer, upsample=False, eps=1e-6), (64, 64))
     assert rel_err(ours, _pytorch_grad_cam(gc.GradCAMPlusPlus, m, layer, x, t)) < 1e-5
 
+
 @pytest.mark.parametrize("layer", ["relu2", "relu3", "relu4"])
 def test_layer_cam_and_xgrad_cam_match_pytorch_grad_cam(shapesnet64, batch, layer):
     gc = pytest.importorskip("pytorch_grad_cam")
@@ -449,12 +450,6 @@ def test_cuda_matches_cpu(shapesnet, batch, name):
 # ----------------------------------------------------------------------------------------
 # Lecture helpers: example images, figures, explorers
 # ----------------------------------------------------------------------------------------
-
-def test_example_batch_offline(shapesnet):
-    ex = A.example_batch(shapesnet, n=3, seed=2)
-    assert ex["images"].shape == (3, 3, 64, 64) and ex["masks"].shape == (3, 64, 64)
-    assert ex["names"] == [shapes.CLASSES[int(i)] for i in ex["targets"]]
-
 
 def test_a_long_occlusion_sweep_shows_progress_and_a_short_one_does_not(shapesnet64, batch, capsys):
     x, t = batch["images"][:1].double(), batch["labels"][:1]

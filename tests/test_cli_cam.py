@@ -5,7 +5,8 @@ import torch
 
 from vizlib import attribution, models, plot
 from vizlib.cli import main
-from vizlib.images import load_image, sample_image
+from vizlib.images import load_image
+from vizlib.samples import sample_image
 
 
 def test_cam_of_a_sample_photo_is_the_library_overlay(tmp_path, capsys):

@@ -5,13 +5,15 @@ import http.server
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from vizlib import fast_style as fs
-from vizlib import style
+from vizlib import samples
+from vizlib.config import VizlibWarning
 from vizlib.cli import main
 from vizlib.images import load_image, save_image
 from conftest import serve_http
@@ -95,18 +97,21 @@ def http_root(tmp_path):
 def test_paintings_load_by_url_and_fall_back_offline(http_root, monkeypatch, capsys):
     root, base = http_root
     _png(root / "wave.png", 30, 40, seed=3)
-    monkeypatch.setitem(style.PAINTINGS, "great_wave", ("The Great Wave", f"{base}/wave.png", "coffee"))
+    monkeypatch.setitem(samples.PAINTINGS, "great_wave", ("The Great Wave", f"{base}/wave.png", "coffee"))
     monkeypatch.delenv("VIZLIB_OFFLINE")
-    got = style.painting("great_wave")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VizlibWarning)  # a painting that downloads says nothing
+        got = samples.painting("great_wave")
     torch.testing.assert_close(got, load_image(root / "wave.png"))
     assert capsys.readouterr().err == ""
     # the server is there but the file is not: the bundled stand-in, said in one line
-    monkeypatch.setitem(style.PAINTINGS, "great_wave", ("The Great Wave", f"{base}/gone.png", "coffee"))
-    stand_in = style.painting("great_wave", size=32)
-    assert "The Great Wave not available" in capsys.readouterr().err and min(stand_in.shape[-2:]) == 32
+    monkeypatch.setitem(samples.PAINTINGS, "great_wave", ("The Great Wave", f"{base}/gone.png", "coffee"))
+    with pytest.warns(VizlibWarning, match="The Great Wave not available") as record:
+        stand_in = samples.painting("great_wave", size=32)
+    assert len(record) == 1 and "\n" not in str(record[0].message) and min(stand_in.shape[-2:]) == 32
     monkeypatch.setenv("VIZLIB_OFFLINE", "1")
-    style.painting("great_wave")
-    assert "VIZLIB_OFFLINE is set" in capsys.readouterr().err
+    with pytest.warns(VizlibWarning, match="VIZLIB_OFFLINE is set"):
+        samples.painting("great_wave")
     # the CLI takes URLs as well as paths
     monkeypatch.delenv("VIZLIB_OFFLINE")
     _png(root / "c.png", 16, 16, seed=4)

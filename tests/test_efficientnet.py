@@ -12,8 +12,9 @@ from torch import nn
 from vizlib import attribution as A
 from vizlib import efficientnet as E
 from vizlib import filters
-from vizlib import hooks, images, models
+from vizlib import hooks, images, models, samples
 from vizlib.activations import layer_activations
+from vizlib.config import VizlibWarning
 
 #: What the network must name each bundled photo (top-1, measured; torchvision's class names).
 EXPECTED = {"chelsea": "Egyptian cat", "coffee": "espresso", "grace_hopper": "military uniform",
@@ -27,7 +28,7 @@ def lite():
 
 @pytest.fixture(scope="module")
 def photos():
-    return torch.cat([images.center_crop(images.sample_image(n, size=224), 224) for n in EXPECTED])
+    return torch.cat([images.center_crop(samples.sample_image(n, size=224), 224) for n in EXPECTED])
 
 
 def test_it_names_the_bundled_photos(lite, photos):
@@ -42,8 +43,8 @@ def test_normalisation_matches_what_the_stem_batch_norm_saw_in_training(lite):
     the [-1, 1] scaling (median |log ratio| measured 0.18) and not under ImageNet mean/std
     (1.74). (The photos' top-1 classes cannot tell the two apart, nor symmetric padding from
     TensorFlow's: measured, all four stay right; hence these two separate checks.)"""
-    x = torch.cat([images.center_crop(images.sample_image(n, size=224), 224)
-                   for n in images.list_sample_images()])
+    x = torch.cat([images.center_crop(samples.sample_image(n, size=224), 224)
+                   for n in samples.list_sample_images()])
     bn = lite.net.stem.bn
 
     def mismatch(normalize):
@@ -96,19 +97,21 @@ def test_random_weights_and_bad_weight_files(tmp_path):
 
 
 def test_offline_imagenet_request_falls_back_to_the_real_network(capsys):
-    model = models.load_model("resnet18", device="cpu")
+    with pytest.warns(VizlibWarning) as record:
+        model = models.load_model("resnet18", device="cpu")
     assert model.name == "efficientnet_lite0" and model.source == "imagenet"
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "resnet18" in err and "efficientnet_lite0" in err
+    said = [str(w.message) for w in record if issubclass(w.category, VizlibWarning)]
+    assert len(said) == 1 and "\n" not in said[0] and "resnet18" in said[0] and "efficientnet_lite0" in said[0]
+    assert capsys.readouterr().err == ""
 
 
 def test_fallback_to_shapesnet_only_without_the_wheel(monkeypatch, capsys):
     def missing():
         raise OSError("the offline ImageNet weights are not installed")
     monkeypatch.setattr(E, "weights_file", missing)
-    model = models.load_model("vgg16", device="cpu")
+    with pytest.warns(VizlibWarning, match="not installed.*shapesnet"):
+        model = models.load_model("vgg16", device="cpu")
     assert model.name == "shapesnet"
-    assert "not installed" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from vizlib import fast_style as fs
-from vizlib import style as st
+from vizlib import style_losses as st
 from vizlib.hooks import hook_count
+from vizlib.render import layer_outputs
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,8 @@ def test_perceptual_loss_is_the_sum_of_its_parts(shapesnet, targets):
     x = _batch(2)
     y = torch.rand(2, 3, 24, 24)
     parts = fs.perceptual_loss(shapesnet, y, x, targets, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
-    acts = st._layer_outputs(shapesnet, y, ["relu1", "relu2", "relu3", "relu4"])
-    ref = st._layer_outputs(shapesnet, x, ["relu3"])["relu3"]
+    acts = layer_outputs(shapesnet, y, ["relu1", "relu2", "relu3", "relu4"])
+    ref = layer_outputs(shapesnet, x, ["relu3"])["relu3"]
     c = st.content_loss(acts["relu3"], ref) / ref.pow(2).flatten(1).mean(1)
     s = sum(targets["layer_weights"][n] * st.style_loss(acts[n], targets["grams"][n]) for n in targets["style_layers"])
     torch.testing.assert_close(parts["content"], c)

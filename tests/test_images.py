@@ -459,61 +459,6 @@ def test_resize_of_half_precision_is_the_float32_resize(dtype):
     assert torch.equal(I.resize(x, 19), x) and I.resize(x, 19).data_ptr() != x.data_ptr()
 
 
-# ----------------------------------------------------------------------------- samples
-
-
-@pytest.fixture
-def no_sockets(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def test_sample_list_contains_the_core_images(no_sockets):
-    names = I.list_sample_images()
-    for core in ("astronaut", "chelsea", "coffee", "camera", "grace_hopper", "china", "flower"):
-        assert core in names
-    assert names == sorted(names) and set(names) <= set(I.SAMPLE_IMAGES)
-
-
-@pytest.mark.parametrize("name", I.list_sample_images())
-def test_every_sample_loads_offline(name, no_sockets):
-    x = I.sample_image(name)
-    assert x.ndim == 4 and x.shape[:2] == (1, 3) and x.dtype == torch.float32
-    assert min(x.shape[2:]) >= 100
-    assert 0 <= float(x.min()) < float(x.max()) <= 1
-    info = I.sample_image_info(name)
-    assert info["available"] and Path(info["path"]).is_file()
-    assert info["description"] and info["credit"] and info["source_package"] in ("scikit-image", "matplotlib", "scikit-learn")
-    # exact pixels: the file decoded by PIL, /255, gray -> 3 equal channels, alpha over white
-    with Image.open(info["path"]) as im:
-        if im.mode in ("L", "RGB"):
-            ref = np.asarray(im.convert("RGB")) / 255
-            _close(_px(x), ref, atol=1e-6)
-
-
-def test_sample_image_values_match_source_packages():
-    from sklearn.datasets import load_sample_image
-
-    _close(_px(I.sample_image("china")), load_sample_image("china.jpg") / 255)
-    cam = _px(I.sample_image("camera"))
-    _close(cam[..., 0], cam[..., 2], atol=0)
-    assert I.sample_image("astronaut", size=64).shape == (1, 3, 64, 64)
-    assert I.sample_image("chelsea", size=(10, 20)).shape == (1, 3, 10, 20)
-    torch.testing.assert_close(I.sample_image("cat"), I.sample_image("chelsea"))
-    assert I.sample_image_info("ihc")["name"] == "immunohistochemistry"
-
-
-def test_unknown_sample_name_suggests_closest():
-    with pytest.raises(I.ImageError) as e:
-        I.sample_image("astronot")
-    msg = str(e.value)
-    assert "did you mean 'astronaut'" in msg and "chelsea" in msg and "grace_hopper" in msg
-    with pytest.raises(I.ImageError, match="did you mean 'grace_hopper'"):
-        I.sample_image_info("grace-hoper")
-
-
 # ----------------------------------------------------------------------------- file errors
 
 

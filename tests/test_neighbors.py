@@ -254,9 +254,9 @@ def test_grid_image_tiles_and_leaves_empty_cells_white():
 def test_shifted_photos_find_their_original_in_feature_space_not_in_pixels(shapesnet):
     """Lecture 03's photo experiment, asserted on the offline model: a crop of a bundled photo
     shifted by 16 px retrieves its own photo in feature space far more often than in pixels."""
-    from vizlib import images
+    from vizlib import images, samples
 
-    photos = images.stack_images([images.sample_image(n) for n in images.list_sample_images()], size=160)
+    photos = images.stack_images([samples.sample_image(n) for n in samples.list_sample_images()], size=160)
     central, shifted = photos[:, :, 16:144, 16:144], photos[:, :, 32:160, 0:128]
     truth = torch.arange(len(photos))
     by_pixels = nb.nearest_neighbors(nb.pixel_features(shifted),

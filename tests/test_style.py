@@ -3,7 +3,7 @@ differences and properties; layer defaults by name."""
 import pytest
 import torch
 
-from vizlib import style
+from vizlib import color, style, style_losses, texture_metrics
 
 
 def _gram_reference(f):
@@ -21,36 +21,36 @@ def _gram_reference(f):
 
 def test_gram_matrix_matches_the_average_of_outer_products():
     f = torch.randn(2, 5, 4, 3)
-    g = style.gram_matrix(f)
+    g = style_losses.gram_matrix(f)
     assert g.shape == (2, 5, 5) and g.dtype == torch.float32
     torch.testing.assert_close(g.double(), _gram_reference(f), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(style.gram_matrix(f, normalize=False), g * 12)
+    torch.testing.assert_close(style_losses.gram_matrix(f, normalize=False), g * 12)
 
 
 def test_gram_matrix_hand_computed():
     # one channel of ones, one channel [1, -1]: G = [[1, 0], [0, 1]]; with [2, 0]: cross term 1
     f = torch.tensor([[[[1.0, 1.0]], [[1.0, -1.0]]], [[[1.0, 1.0]], [[2.0, 0.0]]]])
     expected = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 2.0]]])
-    torch.testing.assert_close(style.gram_matrix(f), expected)
+    torch.testing.assert_close(style_losses.gram_matrix(f), expected)
 
 
 def test_gram_matrix_is_symmetric_psd_and_blind_to_where_things_are():
     f = torch.randn(3, 8, 6, 6, dtype=torch.float64)
-    g = style.gram_matrix(f)
+    g = style_losses.gram_matrix(f)
     torch.testing.assert_close(g, g.transpose(1, 2))
     assert torch.linalg.eigvalsh(g).min() > -1e-10
     perm = torch.randperm(36)
     shuffled = f.flatten(2)[:, :, perm].view_as(f)      # same features, other places
-    torch.testing.assert_close(style.gram_matrix(shuffled), g)
+    torch.testing.assert_close(style_losses.gram_matrix(shuffled), g)
     # each image of a batch is its own Gram
-    torch.testing.assert_close(style.gram_matrix(f[1:2]), g[1:2])
+    torch.testing.assert_close(style_losses.gram_matrix(f[1:2]), g[1:2])
 
 
 def test_covariance_is_the_gram_of_centred_features():
     f = torch.randn(2, 4, 5, 5, dtype=torch.float64)
-    cov = style.covariance_matrix(f)
+    cov = style_losses.covariance_matrix(f)
     centred = f - f.mean(dim=(2, 3), keepdim=True)
-    torch.testing.assert_close(cov, style.gram_matrix(centred))
+    torch.testing.assert_close(cov, style_losses.gram_matrix(centred))
     # torch.cov uses the unbiased 1/(N-1); ours is the population 1/N
     torch.testing.assert_close(cov[0], torch.cov(f[0].flatten(1)) * 24 / 25)
 
@@ -60,57 +60,57 @@ def test_content_loss_values_and_broadcast():
     t = torch.ones(1, 2, 2, 2)
     a[1] = 1.0
     a[1, 0, 0, 0] = 3.0
-    loss = style.content_loss(a, t)
+    loss = style_losses.content_loss(a, t)
     torch.testing.assert_close(loss, torch.tensor([1.0, 4.0 / 8]))
     with pytest.raises(ValueError, match="does not match"):
-        style.content_loss(a, torch.ones(1, 3, 2, 2))
+        style_losses.content_loss(a, torch.ones(1, 3, 2, 2))
 
 
 def test_style_loss_values_and_independence_of_size():
     f = torch.tensor([[[[1.0, 1.0]], [[1.0, -1.0]]]])      # Gram = identity
     target = torch.tensor([[[2.0, 1.0], [1.0, 1.0]]])
-    torch.testing.assert_close(style.style_loss(f, target), torch.tensor([(1 + 1 + 1 + 0) / 4]))
+    torch.testing.assert_close(style_losses.style_loss(f, target), torch.tensor([(1 + 1 + 1 + 0) / 4]))
     # the same texture tiled twice has the same Gram matrix: zero loss against the small one
     big = f.repeat(1, 1, 3, 2)
-    torch.testing.assert_close(style.style_loss(big, style.gram_matrix(f)), torch.zeros(1))
+    torch.testing.assert_close(style_losses.style_loss(big, style_losses.gram_matrix(f)), torch.zeros(1))
     with pytest.raises(ValueError, match="does not match"):
-        style.style_loss(f, torch.eye(3)[None])
+        style_losses.style_loss(f, torch.eye(3)[None])
 
 
 def test_tv_loss_hand_computed():
     x = torch.tensor([[[[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]])
     # positions (0,0): dx=1 dy=0 ; (0,1): 0,0 ; (1,0): dx=1, dy=0 ; (1,1): dx=0, dy=-1
-    torch.testing.assert_close(style.tv_loss(x), torch.tensor([3.0 / 4]))
-    torch.testing.assert_close(style.tv_loss(x, beta=1.0), torch.tensor([3.0 / 4]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(style_losses.tv_loss(x), torch.tensor([3.0 / 4]))
+    torch.testing.assert_close(style_losses.tv_loss(x, beta=1.0), torch.tensor([3.0 / 4]), atol=1e-4, rtol=0)
     flat = torch.full((2, 3, 5, 5), 0.3)
-    torch.testing.assert_close(style.tv_loss(flat), torch.zeros(2))
+    torch.testing.assert_close(style_losses.tv_loss(flat), torch.zeros(2))
     with pytest.raises(ValueError, match="beta"):
-        style.tv_loss(x, beta=0)
+        style_losses.tv_loss(x, beta=0)
 
 
 def test_losses_have_correct_gradients_by_finite_differences():
     f = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    tgt = style.gram_matrix(torch.randn(1, 3, 5, 5, dtype=torch.float64))
+    tgt = style_losses.gram_matrix(torch.randn(1, 3, 5, 5, dtype=torch.float64))
     content = torch.randn(1, 3, 4, 4, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x: style.style_loss(x, tgt), (f,))
-    assert torch.autograd.gradcheck(lambda x: style.content_loss(x, content), (f,))
-    assert torch.autograd.gradcheck(lambda x: style.tv_loss(x, beta=1.5), (f,))
+    assert torch.autograd.gradcheck(lambda x: style_losses.style_loss(x, tgt), (f,))
+    assert torch.autograd.gradcheck(lambda x: style_losses.content_loss(x, content), (f,))
+    assert torch.autograd.gradcheck(lambda x: style_losses.tv_loss(x, beta=1.5), (f,))
 
 
 def test_losses_leave_inputs_alone():
     f = torch.randn(1, 3, 4, 4)
     before = f.clone()
-    style.style_loss(f, style.gram_matrix(f))
-    style.tv_loss(f)
+    style_losses.style_loss(f, style_losses.gram_matrix(f))
+    style_losses.tv_loss(f)
     assert torch.equal(f, before)
 
 
 def test_default_layers_by_name(random_model, shapesnet):
     vgg = random_model("vgg19")
-    assert style.default_style_layers(vgg) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-    assert style.default_content_layer(vgg) == "relu4_2"
-    assert style.default_style_layers(shapesnet) == ["relu1", "relu2", "relu3", "relu4"]
-    assert style.default_content_layer(shapesnet) == "relu3"
+    assert style_losses.default_style_layers(vgg) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    assert style_losses.default_content_layer(vgg) == "relu4_2"
+    assert style_losses.default_style_layers(shapesnet) == ["relu1", "relu2", "relu3", "relu4"]
+    assert style_losses.default_content_layer(shapesnet) == "relu3"
 
 
 # ------------------------------------------------------------------ on the shared render loop
@@ -133,14 +133,14 @@ def _untouched(model):
 
 def test_targets_blend_several_styles_and_weight_layers_by_scale(shapesnet):
     a, b = _img(20, 20, 1), _img(28, 24, 2)
-    ta = style.style_targets(shapesnet, None, a, style_layers=["relu1", "relu2"])
-    tb = style.style_targets(shapesnet, None, b, style_layers=["relu1", "relu2"])
-    both = style.style_targets(shapesnet, None, [a, b], style_layers=["relu1", "relu2"], style_blend=(1, 3))
+    ta = style_losses.style_targets(shapesnet, None, a, style_layers=["relu1", "relu2"])
+    tb = style_losses.style_targets(shapesnet, None, b, style_layers=["relu1", "relu2"])
+    both = style_losses.style_targets(shapesnet, None, [a, b], style_layers=["relu1", "relu2"], style_blend=(1, 3))
     for n in ("relu1", "relu2"):
         torch.testing.assert_close(both["grams"][n], 0.25 * ta["grams"][n] + 0.75 * tb["grams"][n])
         assert ta["layer_weights"][n] == pytest.approx(1 / (2 * float(ta["grams"][n].pow(2).mean())))
     with pytest.raises(ValueError, match="style_blend"):
-        style.style_targets(shapesnet, None, [a, b], style_blend=(1,))
+        style_losses.style_targets(shapesnet, None, [a, b], style_blend=(1,))
 
 
 def test_gram_texture_runs_on_the_render_loop_and_matches_the_grams(shapesnet):
@@ -181,12 +181,12 @@ def test_style_transfer_runs_only_the_layers_it_needs_and_computes_targets_once(
 
 def test_style_transfer_objective_is_the_weighted_sum_of_the_losses(shapesnet):
     content, style_img = _img(24, 24, 6), _img(24, 24, 7)
-    targets = style.style_targets(shapesnet, content, style_img)
+    targets = style_losses.style_targets(shapesnet, content, style_img)
     obj = -(2.0 * style.content_term(targets) + 5.0 * style.style_term(targets))
     x = _img(24, 24, 8)
     acts = render.layer_outputs(shapesnet, x, obj.layers)
-    c = style.content_loss(acts["relu3"], targets["content"]) / targets["content"].pow(2).mean()
-    s = style.weighted_style_loss(acts, targets)
+    c = style_losses.content_loss(acts["relu3"], targets["content"]) / targets["content"].pow(2).mean()
+    s = style_losses.weighted_style_loss(acts, targets)
     torch.testing.assert_close(obj(acts), -(2 * c + 5 * s))
     # starting from the content image with no style: nothing to do
     res = style.style_transfer(shapesnet, content, style_img, style_weight=0.0, tv_weight=0.0, steps=0)
@@ -213,12 +213,12 @@ def test_multi_scale_noise_init_and_colour_preservation(shapesnet):
 def test_preserve_colors_keeps_luminance_of_one_and_chroma_of_the_other():
     a = 0.3 + 0.4 * torch.rand(1, 3, 6, 6, dtype=torch.float64)
     b = 0.3 + 0.4 * torch.rand(1, 3, 6, 6, dtype=torch.float64)
-    out = style.preserve_colors_of(a, b)
-    m = style._RGB_TO_YIQ.double()
+    out = color.preserve_colors_of(a, b)
+    m = color.RGB_TO_YIQ.double()
     yiq = lambda x: torch.einsum("ij,bjhw->bihw", m, x)  # noqa: E731
     torch.testing.assert_close(yiq(out)[:, 0], yiq(a)[:, 0])
     torch.testing.assert_close(yiq(out)[:, 1:], yiq(b)[:, 1:])
-    torch.testing.assert_close(style.preserve_colors_of(b, b), b)
+    torch.testing.assert_close(color.preserve_colors_of(b, b), b)
 
 
 # ------------------------------------------------------------------ figures and explorers
@@ -231,7 +231,7 @@ def test_style_figures_draw_and_source_map_values():
     imgs = [torch.rand(1, 3, 8, 8) for _ in range(4)]
     figs = [plot.show_image_grid([imgs[:2], imgs[2:]], ["r1", "r2"], ["c1", "c2"]),
             plot.plot_loss_curves({"a": [3.0, 2.0, 1.0], "b": ([0.5, 1.0], [2.0, 1.5])}),
-            plot.show_gram(style.gram_matrix(torch.rand(1, 4, 3, 3)))]
+            plot.show_gram(style_losses.gram_matrix(torch.rand(1, 4, 3, 3)))]
     assert [len(f.axes) for f in figs] == [4, 1, 2]
     src = torch.tensor([[[0, 0], [0, 9]], [[9, 0], [9, 9]]])
     rgb = plot.source_map_image(src, (10, 10))
@@ -257,11 +257,11 @@ def test_style_explorers_build_without_leaving_hooks(shapesnet):
 
 def test_texture_distance_is_zero_for_the_same_image_and_large_for_noise():
     img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4
-    same = style.texture_distance(img, img)
+    same = texture_metrics.texture_distance(img, img)
     assert same == {"histogram": 0.0, "spectrum": 0.0}
-    flipped = style.texture_distance(img.flip(-1), img)      # same statistics, other places
+    flipped = texture_metrics.texture_distance(img.flip(-1), img)      # same statistics, other places
     assert flipped["histogram"] == pytest.approx(0.0, abs=1e-12) and flipped["spectrum"] < 1e-9
-    noise = style.texture_distance(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)), img)
+    noise = texture_metrics.texture_distance(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)), img)
     assert noise["histogram"] > 0.5
-    hist = style.texture_statistics(img)["histogram"]
+    hist = texture_metrics.texture_statistics(img)["histogram"]
     torch.testing.assert_close(hist.sum(-1), torch.ones(1, 3, dtype=torch.float64))

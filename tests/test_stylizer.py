@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from vizlib import fast_style, images
+from vizlib import fast_style, images, samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,13 +31,13 @@ def test_the_shipped_network_says_how_it_was_made():
 
 def test_the_shipped_network_paints_an_unseen_photo():
     net, _ = fast_style.pretrained()
-    photo = images.sample_image("astronaut", 64)
+    photo = samples.sample_image("astronaut", 64)
     out = fast_style.stylize(net, photo, precision="float32")
     assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1
     change = (out - photo).abs().mean()
     assert change > 0.05, f"the stylised photo is almost the photo (mean change {change:.3f})"
     # the layout survives: the stylised photo is closer to its own photo than to another one
-    other = images.center_crop(images.sample_image("chelsea", 64), tuple(photo.shape[-2:]))
+    other = images.center_crop(samples.sample_image("chelsea", 64), tuple(photo.shape[-2:]))
     gray = lambda x: x.mean(1).flatten()  # noqa: E731
     mine = torch.corrcoef(torch.stack([gray(out), gray(photo)]))[0, 1]
     theirs = torch.corrcoef(torch.stack([gray(out), gray(other)]))[0, 1]
@@ -47,7 +47,7 @@ def test_the_shipped_network_paints_an_unseen_photo():
 def test_training_images_leave_out_the_held_out_photos():
     script = _script()
     crops = script.training_images(crops=1, seed=0)
-    names = [n for n in images.list_sample_images() if n not in script.HELD_OUT]
+    names = [n for n in samples.list_sample_images() if n not in script.HELD_OUT]
     assert crops.shape == (2 * len(names), 3, 128, 128)
     assert torch.equal(crops[1], crops[0].flip(-1))
     json.dumps(script.SETTINGS)

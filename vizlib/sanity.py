@@ -326,7 +326,7 @@ def heatmap_report(model: nn.Module, data: dict, methods: dict[str, Callable], *
 
     Args:
         data: a :func:`vizlib.shapes.make_batch` dict (``images``, ``labels``, ``masks``) or an
-            :func:`vizlib.attribution.example_batch` dict (``targets`` instead of ``labels``);
+            :func:`vizlib.samples.example_batch` dict (``targets`` instead of ``labels``);
             maps explain the true label.
         methods: ``name -> f(model, images, target) -> (B, H, W)``.
         steps: points on the deletion / insertion curves.

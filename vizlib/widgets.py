@@ -450,19 +450,19 @@ def gram_explorer(model: nn.Module, image: torch.Tensor, layers: list[str] | Non
     that co-occur most (the largest off-diagonal entry) side by side.
 
     ``image``: ``(1, 3, H, W)`` float in [0, 1]; ``layers`` default to
-    :func:`vizlib.style.default_style_layers`.
+    :func:`vizlib.style_losses.default_style_layers`.
     """
     import ipywidgets as widgets
 
-    from . import render, style
+    from . import render, style_losses
 
-    layers = layers or style.default_style_layers(model)
+    layers = layers or style_losses.default_style_layers(model)
     with torch.no_grad():
         acts = {k: v[:1].detach().cpu() for k, v in render.layer_outputs(model, image, layers).items()}
 
     def show(layer: str):
         a = acts[layer]
-        g = style.gram_matrix(a)[0]
+        g = style_losses.gram_matrix(a)[0]
         off = g.clone()
         off.fill_diagonal_(float("-inf"))
         i, j = divmod(int(off.argmax()), g.shape[0])
@@ -486,9 +486,9 @@ def style_explorer(model: nn.Module, content: torch.Tensor, style_image: torch.T
     steps (keep images small)."""
     import ipywidgets as widgets
 
-    from . import style
+    from . import style, style_losses
 
-    all_layers = style.default_style_layers(model)
+    all_layers = style_losses.default_style_layers(model)
     boxes = [widgets.Checkbox(value=True, description=n, indent=False, layout=widgets.Layout(width="90px"))
              for n in all_layers]
     weight = widgets.FloatLogSlider(value=100.0, base=10, min=-1, max=4, description="style weight",
