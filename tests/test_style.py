@@ -3,7 +3,7 @@ differences and properties; layer defaults by name."""
 import pytest
 import torch
 
-from vizlib import color, style, style_losses, texture_metrics
+from vizlib import color, metrics, style, style_losses
 
 
 def _gram_reference(f):
@@ -257,11 +257,11 @@ def test_style_explorers_build_without_leaving_hooks(shapesnet):
 
 def test_texture_distance_is_zero_for_the_same_image_and_large_for_noise():
     img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4
-    same = texture_metrics.texture_distance(img, img)
+    same = metrics.texture_distance(img, img)
     assert same == {"histogram": 0.0, "spectrum": 0.0}
-    flipped = texture_metrics.texture_distance(img.flip(-1), img)      # same statistics, other places
+    flipped = metrics.texture_distance(img.flip(-1), img)      # same statistics, other places
     assert flipped["histogram"] == pytest.approx(0.0, abs=1e-12) and flipped["spectrum"] < 1e-9
-    noise = texture_metrics.texture_distance(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)), img)
+    noise = metrics.texture_distance(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)), img)
     assert noise["histogram"] > 0.5
-    hist = texture_metrics.texture_statistics(img)["histogram"]
+    hist = metrics.texture_statistics(img)["histogram"]
     torch.testing.assert_close(hist.sum(-1), torch.ones(1, 3, dtype=torch.float64))

@@ -3,7 +3,7 @@
 YIQ (the NTSC colour space) splits RGB into luminance ``Y`` (what a grey-scale picture keeps)
 and two chrominance channels ``I`` and ``Q``. Style transfer uses it to keep the content
 image's colours (Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer",
-CVPR 2017); the network-free texture statistics (:mod:`vizlib.texture_metrics`) measure the
+CVPR 2017); the network-free texture statistics (:mod:`vizlib.metrics`) measure the
 spectrum of the luminance.
 
 Shape:

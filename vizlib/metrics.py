@@ -1,7 +1,12 @@
-"""How close is a reconstruction to its original? Pixel MSE, PSNR and SSIM (lecture 11).
+"""Measurements of pictures, apart from the methods that make them: nothing here is a loss.
 
-Image-quality numbers, apart from the methods that make the images (:mod:`vizlib.ascent`'s
-feature inversion reports them for each layer). SSIM is scikit-image's
+- How close is a reconstruction to its original? Pixel MSE, PSNR and SSIM (lecture 11;
+  :mod:`vizlib.ascent`'s feature inversion reports them for each layer).
+- How alike are two textures, by statistics no network computed? Colour histograms and the
+  radially averaged power spectrum of the luminance (lecture 12 compares Efros-Leung, Gram and
+  random-network textures by them): :func:`texture_statistics`, :func:`texture_distance`.
+
+Shapes: images ``(B, 3, H, W)`` float in [0, 1]. SSIM is scikit-image's
 (``skimage.metrics.structural_similarity``), called per image on the CPU; these are
 measurements, not losses: nothing here is differentiable.
 """
@@ -12,9 +17,11 @@ import math
 import torch
 from skimage.metrics import structural_similarity
 
+from .color import luminance
+from .images import check_images
 from .validate import check_shape
 
-__all__ = ["ssim", "reconstruction_error"]
+__all__ = ["ssim", "reconstruction_error", "texture_statistics", "texture_distance"]
 
 #: scikit-image's Gaussian SSIM window reaches ``int(3.5 * sigma + 0.5)`` pixels from its centre.
 _SKIMAGE_TRUNCATE = 3.5
@@ -63,3 +70,45 @@ def reconstruction_error(reconstruction: torch.Tensor, original: torch.Tensor) -
     mse = float((a - b).pow(2).mean())
     psnr = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
     return {"mse": mse, "psnr": psnr, "ssim": float(ssim(a, b).mean())}
+
+
+
+def texture_statistics(images: torch.Tensor, bins: int = 16) -> dict:
+    """Two network-free texture statistics per image, to judge synthesised textures by
+    something other than the loss they were optimised for.
+
+    Returns ``{"histogram": (B, 3, bins)`` colour histograms (each channel sums to 1),
+    ``"spectrum": (B, R)`` log radially-averaged power spectrum of the luminance (which
+    scales the texture has)``}``. ``images``: ``(B, 3, H, W)`` in [0, 1].
+    """
+    images = check_images(images, "images").double()
+    b, _, h, w = images.shape
+    idx = (images.clamp(0, 1) * bins).long().clamp(max=bins - 1)
+    hist = torch.zeros(b, 3, bins, dtype=torch.float64, device=images.device)
+    hist.scatter_add_(2, idx.flatten(2), torch.ones_like(idx.flatten(2), dtype=torch.float64))
+    hist /= h * w
+    lum = luminance(images)
+    lum = lum - lum.mean(dim=(1, 2), keepdim=True)
+    power = torch.fft.fft2(lum).abs().pow(2) / (h * w)
+    fy = torch.fft.fftfreq(h, device=images.device).view(-1, 1)
+    fx = torch.fft.fftfreq(w, device=images.device).view(1, -1)
+    radius = (fy.pow(2) + fx.pow(2)).sqrt()
+    nbins = min(h, w) // 2
+    ring = (radius * 2 * nbins).long().clamp(max=nbins)  # ring 0 = DC ... nbins = corners
+    spec = torch.zeros(b, nbins + 1, dtype=torch.float64, device=images.device)
+    spec.scatter_add_(1, ring.flatten().expand(b, -1), power.flatten(1))
+    counts = torch.bincount(ring.flatten(), minlength=nbins + 1).clamp(min=1)
+    return {"histogram": hist, "spectrum": (spec / counts)[:, 1:nbins].add(1e-12).log10()}
+
+
+def texture_distance(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """How far texture ``a`` is from texture ``b`` by :func:`texture_statistics` (``(1, 3, H, W)``
+    each, sizes may differ if the spectra have equal length — resize first otherwise):
+    ``{"histogram": total variation distance of the colour histograms, in [0, 1],
+    "spectrum": mean absolute difference of the log10 power spectra}`` as floats."""
+    sa, sb = texture_statistics(a), texture_statistics(b)
+    if sa["spectrum"].shape != sb["spectrum"].shape:
+        raise ValueError(f"spectra of different lengths {tuple(sa['spectrum'].shape)} vs "
+                         f"{tuple(sb['spectrum'].shape)}: give images of the same size")
+    return {"histogram": float(0.5 * (sa["histogram"] - sb["histogram"]).abs().sum(2).mean()),
+            "spectrum": float((sa["spectrum"] - sb["spectrum"]).abs().mean())}

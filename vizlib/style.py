@@ -16,7 +16,7 @@
 
 Where the rest lives: the Gram matrix, the losses, the layer choices and the targets in
 :mod:`vizlib.style_losses`; colour preservation in :mod:`vizlib.color`; the paintings in
-:mod:`vizlib.samples`; network-free texture statistics in :mod:`vizlib.texture_metrics`.
+:mod:`vizlib.samples`; network-free texture statistics in :mod:`vizlib.metrics`.
 
 Images are ``(B, 3, H, W)`` float in [0, 1]; the model normalises them itself. Both loops run
 the shared render loop (:func:`vizlib.render.render`) with the objectives
