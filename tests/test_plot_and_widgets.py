@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from vizlib import plot, widgets
 from vizlib.hooks import capture_activations, hook_count
+from vizlib.style_losses import default_style_layers
 
 
 @pytest.fixture(autouse=True)
@@ -356,6 +357,7 @@ def test_gram_and_stylize_explorers_draw_what_they_name(shapesnet):
 
     image = _rand(1, 3, 24, 24, seed=13)
     explorer, (fig,) = _drawing(lambda: widgets.gram_explorer(shapesnet, image, layers=["relu1", "relu2"]))
+    assert isinstance(explorer, ipywidgets.Widget)
     assert list(explorer.children[0].options) == ["relu1", "relu2"] and explorer.children[0].value == "relu2"
     with torch.no_grad(), capture_activations(shapesnet, "relu2") as acts:
         shapesnet(image)
@@ -370,6 +372,7 @@ def test_gram_and_stylize_explorers_draw_what_they_name(shapesnet):
     net = fast_style.TransformerNet(4, 0)
     images = _rand(2, 3, 16, 16)
     stylize, (fig,) = _drawing(lambda: widgets.stylize_explorer(net, images))
+    assert isinstance(stylize, ipywidgets.Widget)
     out = fast_style.stylize(net, images)
     assert _titles(fig) == ["original", "strength 1.00"]
     np.testing.assert_allclose(_array(fig.axes[1]), out[0].permute(1, 2, 0).numpy(), atol=1e-6)
@@ -377,11 +380,14 @@ def test_gram_and_stylize_explorers_draw_what_they_name(shapesnet):
     np.testing.assert_allclose(_array(fig.axes[1]), images[0].permute(1, 2, 0).numpy(), atol=1e-6)
     _, (fig,) = _drawing(lambda: stylize.children[0].__setattr__("value", 1))
     np.testing.assert_array_equal(_array(fig.axes[0]), images[1].permute(1, 2, 0).numpy())
+    default = widgets.gram_explorer(shapesnet, image)
+    assert list(default.children[0].options) == default_style_layers(shapesnet)
 
 
 def test_style_explorer_reruns_with_the_chosen_layers(shapesnet):
     content, style_image = _rand(1, 3, 24, 24, seed=13), _rand(1, 3, 24, 24, seed=14)
     box, (fig,) = _drawing(lambda: widgets.style_explorer(shapesnet, content, style_image, steps=1))
+    assert isinstance(box, ipywidgets.VBox)
     weight, tv = box.children[0].children
     boxes = box.children[1].children
     names = [b.description for b in boxes]
@@ -392,4 +398,5 @@ def test_style_explorer_reruns_with_the_chosen_layers(shapesnet):
     assert fig.axes[2].get_title() == f"style weight 100, layers {', '.join(names[1:])}"
     _, (fig,) = _drawing(lambda: weight.__setattr__("value", 10.0))
     assert fig.axes[2].get_title().startswith("style weight 10, ")
-    assert hook_count(shapesnet) == 0
+    assert hook_count(shapesnet) == 0 and not shapesnet.training
+    assert all(p.grad is None and not p.requires_grad for p in shapesnet.parameters())

@@ -240,21 +240,6 @@ def test_style_figures_draw_and_source_map_values():
     plt.close("all")
 
 
-def test_style_explorers_build_without_leaving_hooks(shapesnet):
-    import ipywidgets
-    import matplotlib.pyplot as plt
-
-    from vizlib import fast_style, widgets
-
-    img = _img(24, 24, 13)
-    made = [widgets.gram_explorer(shapesnet, img),
-            widgets.style_explorer(shapesnet, img, _img(24, 24, 14), steps=1),
-            widgets.stylize_explorer(fast_style.TransformerNet(4, 0), torch.rand(2, 3, 16, 16))]
-    assert all(isinstance(w, ipywidgets.Widget) for w in made)
-    _untouched(shapesnet)
-    plt.close("all")
-
-
 def test_texture_distance_is_zero_for_the_same_image_and_large_for_noise():
     img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4
     same = metrics.texture_distance(img, img)
