@@ -5,15 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from vizlib import models
+from vizlib import layers, models, policy
 from vizlib.config import VizlibWarning
 from vizlib.hooks import hook_count
 
 
 def test_normalize_matches_manual_formula():
     x = torch.rand(2, 3, 5, 4)
-    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(policy.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(policy.IMAGENET_STD).view(1, 3, 1, 1)
     torch.testing.assert_close(models.Normalize()(x), (x - mean) / std)
 
 
@@ -40,7 +40,7 @@ def test_layer_names_point_at_the_right_modules(name, layer, path, kind, random_
     module = model.layer(layer)
     assert module is dict(model.named_modules())[path]
     assert isinstance(module, kind)
-    assert models.get_layer(model, path) is module  # dotted paths work too
+    assert layers.get_layer(model, path) is module  # dotted paths work too
 
 
 def test_vgg_names_are_complete(random_model):

@@ -8,6 +8,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from vizlib import blur
 from vizlib import render as R
 from vizlib.hooks import capture_activations, hook_count
 from conftest import ModelState
@@ -142,23 +143,23 @@ def test_gaussian_blur_matches_scipy_and_keeps_constants():
     x = torch.rand(1, 2, 11, 13, dtype=torch.float64)
     ref = np.stack([ndimage.gaussian_filter(x[0, c].numpy(), 1.0, mode="mirror", truncate=3.0)
                     for c in range(2)])
-    torch.testing.assert_close(R.gaussian_blur(x, 1.0)[0], torch.from_numpy(ref))
+    torch.testing.assert_close(blur.gaussian_blur(x, 1.0)[0], torch.from_numpy(ref))
     const = torch.full((1, 3, 8, 8), 0.7)
-    torch.testing.assert_close(R.gaussian_blur(const, 2.0), const)
+    torch.testing.assert_close(blur.gaussian_blur(const, 2.0), const)
     tiny = torch.full((1, 3, 2, 3), 0.4)  # narrower than the kernel: reflected, then replicated
-    torch.testing.assert_close(R.gaussian_blur(tiny, 2.0), tiny)
-    torch.testing.assert_close(R.gaussian_kernel(5, 1.0, torch.float64),
+    torch.testing.assert_close(blur.gaussian_blur(tiny, 2.0), tiny)
+    torch.testing.assert_close(blur.gaussian_kernel(5, 1.0, torch.float64),
                                torch.from_numpy(ndimage.gaussian_filter1d(np.eye(5)[2], 1.0, truncate=2.0)))
 
 
 def test_blur_every_k_steps_only():
     x = torch.rand(1, 3, 8, 8)
-    blur = R.BlurEvery(every=3, sigma=1.0)
+    blur_every = R.BlurEvery(every=3, sigma=1.0)
     y = x.clone()
-    blur.after_step(y, None, step=0)
+    blur_every.after_step(y, None, step=0)
     assert torch.equal(y, x)
-    blur.after_step(y, None, step=2)  # the 3rd step
-    torch.testing.assert_close(y, R.gaussian_blur(x, 1.0))
+    blur_every.after_step(y, None, step=2)  # the 3rd step
+    torch.testing.assert_close(y, blur.gaussian_blur(x, 1.0))
 
 
 def test_clip_small_values_and_small_gradients():

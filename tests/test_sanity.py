@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vizlib import attribution as A
-from vizlib import render as R
+from vizlib import blur
 from vizlib import sanity as S
 from vizlib import shapes
 from vizlib.hooks import hook_count
@@ -70,7 +70,7 @@ def test_deletion_and_insertion_exact():
     assert float(S.blur(ramp, sigma=2.0)[..., -1].mean()) < 1.0  # ... and the right one lowered
     # one blur in vizlib: RISE's canvas is render's Gaussian blur with an 11-wide kernel of std 5
     x = torch.rand(2, 3, 12, 7)
-    torch.testing.assert_close(S.blur(x), R.gaussian_blur(x, 5.0, 11))
+    torch.testing.assert_close(S.blur(x), blur.gaussian_blur(x, 5.0, 11))
 
 
 def test_rank_correlation_matches_scipy():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizlib import attribution as A
-from vizlib import models
+from vizlib import models, policy
 from vizlib import render as R
 from vizlib import style, style_losses
 from vizlib.activations import layer_activations
@@ -45,8 +45,8 @@ def test_the_door_normalises_with_the_given_mean_and_std(images):
     with torch.no_grad():
         torch.testing.assert_close(model(images), net((images - mean) / std), rtol=0, atol=1e-6)
         default = models.wrap(net)(images)
-        imagenet = (images - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / \
-            torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+        imagenet = (images - torch.tensor(policy.IMAGENET_MEAN).view(1, 3, 1, 1)) / \
+            torch.tensor(policy.IMAGENET_STD).view(1, 3, 1, 1)
         torch.testing.assert_close(default, net(imagenet), rtol=0, atol=1e-6)
 
 
@@ -116,8 +116,8 @@ def test_a_torchvision_resnet_gets_the_course_names_and_pytorch_grad_cams_layer(
     assert A.default_cam_layer(model) == "layer4" == A.default_cam_layer(net)
     x = torch.rand(2, 3, 64, 80, dtype=torch.float64)
     t = torch.tensor([3, 7])
-    mean = torch.tensor(models.IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(models.IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    mean = torch.tensor(policy.IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(policy.IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
     normalised = (x - mean) / std
     with torch.enable_grad(), capture_activations(net, net.layer4[-1], detach=False) as acts:
         score = net(normalised.clone().requires_grad_(True)).gather(1, t[:, None]).sum()
@@ -217,7 +217,7 @@ def test_what_is_not_a_network_is_refused():
     course = models.load_model("shapesnet", device="cpu")
     with pytest.raises(ValueError, match="already a CourseModel"):
         models.wrap(course)
-    again = models.wrap(course.net, mean=models.IMAGENET_MEAN)        # its network, unwrapped
+    again = models.wrap(course.net, mean=policy.IMAGENET_MEAN)        # its network, unwrapped
     assert again.layer_names == course.layer_names
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():

@@ -35,7 +35,7 @@ from torch import nn
 from . import config
 from . import style_losses as st
 from .images import check_images
-from .models import eval_mode
+from .policy import eval_mode
 from .precision import DEFAULT_PRECISION, resolve_precision
 from .render import layer_outputs
 

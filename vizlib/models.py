@@ -26,9 +26,8 @@ from torch import nn
 
 from . import config, efficientnet, fetch, offline
 from .images import ImageError
-from .layers import get_layer, layer_names  # noqa: F401  (re-exported: models.get_layer)
-from .policy import (IMAGENET_MEAN, IMAGENET_STD, check_dtype, check_model_input,  # noqa: F401
-                     eval_mode, fast_layout, model_device, require_eval, to_model)
+from .layers import get_layer
+from .policy import IMAGENET_MEAN, IMAGENET_STD, check_dtype, check_model_input, model_device, to_model
 
 
 #: Networks :func:`load_model` knows, in the order the course meets them.

@@ -33,7 +33,7 @@ from .images import check_images
 from .layers import get_layer, layer_names
 from .policy import model_device, require_eval, to_model
 from .progress import progress_bar
-from .render import gaussian_blur
+from .blur import gaussian_blur
 from .validate import check_positive_int, check_shape
 
 __all__ = ["pointing_game", "pointing_chance", "deletion_curve", "insertion_curve", "auc",
@@ -93,7 +93,7 @@ def pointing_chance(masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
 
 def blur(images: torch.Tensor, sigma: float = 5.0, size: int = 11) -> torch.Tensor:
     """Gaussian blur with a ``size x size`` kernel of std ``sigma`` (RISE's insertion canvas:
-    11 x 11, sigma 5), reflect-padded: :func:`vizlib.render.gaussian_blur` with RISE's settings.
+    11 x 11, sigma 5), reflect-padded: :func:`vizlib.blur.gaussian_blur` with RISE's settings.
     ``(B, 3, H, W) -> (B, 3, H, W)``, same range."""
     return gaussian_blur(images, sigma, size)
 

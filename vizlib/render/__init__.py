@@ -25,8 +25,8 @@ lectures' techniques on it. The parts live in one module each, as in Lucent:
   between-step operations ``BlurEvery``, ``ClipSmallValues``, ``ClipSmallGradients``.
 - :mod:`~vizlib.render.loop`: ``render(...) -> RenderResult(image, history)``.
 
-The Gaussian blur lives in :mod:`vizlib.blur` and the precision policy in
-:mod:`vizlib.precision`; ``gaussian_blur`` and ``gaussian_kernel`` are importable from here too.
+The Gaussian blur (``BlurEvery``'s) lives in :mod:`vizlib.blur` and the precision policy in
+:mod:`vizlib.precision`.
 
 Example::
 
@@ -40,7 +40,6 @@ Example::
     result.image            # (1, 3, 224, 224) in [0, 1]
     result.history["objective"][-1]
 """
-from ..blur import gaussian_blur, gaussian_kernel
 from .loop import RenderResult, render
 from .objectives import (LOGITS, Objective, channel, class_score, feature_distance, layer_energy,
                          layer_outputs, neuron)
@@ -52,6 +51,6 @@ __all__ = [
     "layer_outputs", "Objective", "class_score", "channel", "neuron", "layer_energy",
     "feature_distance", "PixelImage", "FourierImage", "Pad", "Jitter", "RandomScale",
     "RandomRotate", "Compose", "rotate", "L2", "TV", "BlurEvery", "ClipSmallValues",
-    "ClipSmallGradients", "total_variation", "gaussian_kernel", "gaussian_blur", "render",
+    "ClipSmallGradients", "total_variation", "render",
     "RenderResult", "LOGITS", "GREY", "COLOR_CORRELATION_SQRT", "color_correlation_sqrt",
 ]
