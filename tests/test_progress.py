@@ -102,9 +102,14 @@ def test_a_stream_without_a_length_is_silent_by_default_and_counts_when_forced(c
     assert same(quiet, shown)
 
 
-def test_the_texture_threshold_is_in_pixels(capsys):
-    assert T.PROGRESS_PIXELS == 96 * 96
+def test_the_texture_threshold_is_in_pixels(capsys, monkeypatch):
     T.nearest_neighbor_texture(SAMPLE, (10, 11), window=5)                 # 110 pixels: quiet
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setattr(T, "PROGRESS_PIXELS", 110)                         # read at each call
+    T.nearest_neighbor_texture(SAMPLE, (10, 11), window=5)                 # 110 pixels: at the threshold
+    assert "/110 [" in capsys.readouterr().err                             # one step per pixel
+    monkeypatch.setattr(T, "PROGRESS_PIXELS", 111)
+    T.nearest_neighbor_texture(SAMPLE, (10, 11), window=5)                 # one pixel short: quiet
     assert capsys.readouterr() == ("", "")
 
 
