@@ -43,3 +43,13 @@ def test_the_previous_profiler_is_restored_also_on_error():
     with pytest.raises(ValueError, match="at least one module"):
         with reference_calls():
             pass
+
+
+def test_a_package_is_watched_in_every_module_inside_it():
+    from vizlib.render import total_variation                    # lives in vizlib/render/regularizers.py
+    with reference_calls("vizlib.render") as used:
+        total_variation(torch.rand(1, 3, 4, 5))
+    assert "vizlib.render.regularizers.total_variation" in used
+    with reference_calls("vizlib.filters") as used:
+        total_variation(torch.rand(1, 3, 4, 5))
+    assert used == []

@@ -24,12 +24,22 @@ from types import ModuleType
 from typing import Iterator
 
 
-def _module_file(module: str | ModuleType) -> tuple[str, str]:
+def _module_files(module: str | ModuleType) -> dict[str, str]:
+    """``{source file: module name}`` for a module, or for every module of a package (so that
+    ``"vizlib.render"`` watches ``vizlib/render/loop.py`` and the rest too)."""
     mod = importlib.import_module(module) if isinstance(module, str) else module
     path = getattr(mod, "__file__", None)
     if path is None:
         raise ValueError(f"reference_calls: {mod.__name__!r} has no source file to watch")
-    return str(Path(path).resolve()), mod.__name__
+    path = Path(path).resolve()
+    if not hasattr(mod, "__path__"):
+        return {str(path): mod.__name__}
+    files = {}
+    for file in sorted(path.parent.rglob("*.py")):
+        parts = file.relative_to(path.parent).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        files[str(file)] = ".".join((mod.__name__, *parts))
+    return files
 
 
 @contextmanager
@@ -37,14 +47,15 @@ def reference_calls(*modules: str | ModuleType) -> Iterator[list[str]]:
     """Record calls into ``modules`` made while the block runs (this thread and threads it starts).
 
     Args:
-        modules: module objects or dotted names, e.g. ``"vizlib.attribution"``.
+        modules: module objects or dotted names, e.g. ``"vizlib.attribution"``; a package
+            (``"vizlib.render"``) stands for every module inside it.
 
     Yields:
         a list, filled in as calls happen, of ``"module.function"`` names (each once, in call order).
     """
     if not modules:
         raise ValueError("reference_calls: name at least one module to watch")
-    files = dict(_module_file(m) for m in modules)
+    files = {f: name for m in modules for f, name in _module_files(m).items()}
     used: list[str] = []
 
     def profile(frame, event, arg):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__, cli
-from .grading import _api, _environment, _scratch_course, assignment_ids, cell_text
+from .grading import assignment_ids, cell_text, nbgrader_api, nbgrader_environment, scratch_course
 from .root import course_root
 
 MAX_OUTPUT_CHARS = 20_000
@@ -141,9 +141,9 @@ def prepare_template(assignment: str, dest: Path, root: Path | None = None) -> d
         raise ValueError(f"unknown assignment {assignment!r}; the course has {assignment_ids(root)}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    with _environment(quick=False):
-        _scratch_course(root, assignment, dest)
-        result = _api(dest).generate_assignment(assignment, force=True)
+    with nbgrader_environment(quick=False):
+        scratch_course(root, assignment, dest)
+        result = nbgrader_api(dest).generate_assignment(assignment, force=True)
     if not result.get("success"):
         raise RuntimeError(f"nbgrader could not release {assignment}:\n{result.get('log', '')}")
     (source_nb,) = sorted((dest / "release" / assignment).glob("*.ipynb"))
@@ -259,7 +259,7 @@ def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_tim
     target = course / "submitted" / student / assignment / facts["notebook"]
     target.parent.mkdir(parents=True)
     target.write_text(json.dumps(nb))
-    api = _api(course, cell_timeout)
+    api = nbgrader_api(course, cell_timeout)
     result = api.autograde(assignment, student, force=True, create=True)
     if not result.get("success"):
         log = (result.get("log") or "") + (result.get("error") or "")

@@ -56,7 +56,7 @@ def _cell_limit(timeout: int):
     return limit
 
 
-def _api(course: Path, timeout: int = 300):
+def nbgrader_api(course: Path, timeout: int = 300):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -71,7 +71,7 @@ def _api(course: Path, timeout: int = 300):
 
 
 @contextlib.contextmanager
-def _environment(quick: bool):
+def nbgrader_environment(quick: bool):
     """nbgrader runs ``alembic`` from this Python's ``bin`` (which may not be on PATH when
     the venv is not activated); kernels inherit ``VIZLIB_QUICK``."""
     saved = {k: os.environ.get(k) for k in ("PATH", "VIZLIB_QUICK")}
@@ -88,7 +88,7 @@ def _environment(quick: bool):
                 os.environ[key] = value
 
 
-def _scratch_course(root: Path, assignment: str, scratch: Path) -> None:
+def scratch_course(root: Path, assignment: str, scratch: Path) -> None:
     shutil.copytree(Path(root) / "solutions" / assignment, scratch / "source" / assignment,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
 
@@ -100,10 +100,10 @@ def release(assignment: str, root: Path | None = None, dest: Path | None = None)
     """
     root = course_root(root)
     dest = Path(dest) if dest is not None else root / "assignments" / assignment
-    with tempfile.TemporaryDirectory(prefix="vizlib-release-") as tmp, _environment(quick=False):
+    with tempfile.TemporaryDirectory(prefix="vizlib-release-") as tmp, nbgrader_environment(quick=False):
         scratch = Path(tmp)
-        _scratch_course(root, assignment, scratch)
-        result = _api(scratch).generate_assignment(assignment, force=True)
+        scratch_course(root, assignment, scratch)
+        result = nbgrader_api(scratch).generate_assignment(assignment, force=True)
         if not result.get("success"):
             raise RuntimeError(f"nbgrader could not release {assignment}:\n{result.get('log', '')}"
                                f"\n{result.get('error', '')}")
@@ -128,10 +128,10 @@ def autograde(assignment: str, submissions: dict[str, Path], root: Path | None =
     from nbgrader.api import Gradebook
 
     root = course_root(root)
-    with tempfile.TemporaryDirectory(prefix="vizlib-grade-") as tmp, _environment(quick):
+    with tempfile.TemporaryDirectory(prefix="vizlib-grade-") as tmp, nbgrader_environment(quick):
         scratch = Path(tmp)
-        _scratch_course(root, assignment, scratch)
-        api = _api(scratch, timeout)
+        scratch_course(root, assignment, scratch)
+        api = nbgrader_api(scratch, timeout)
         result = api.generate_assignment(assignment, force=True)
         if not result.get("success"):
             raise RuntimeError(f"nbgrader could not release {assignment}:\n{result.get('log', '')}")
