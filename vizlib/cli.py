@@ -17,6 +17,7 @@ import importlib
 import sys
 
 from . import __version__
+from .course.root import CourseNotFoundError
 
 #: command -> (``module:function`` that adds its options and sets ``run``, one-line help).
 COMMANDS = {
@@ -73,7 +74,11 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.run(args)
+    try:
+        return args.run(args)
+    except CourseNotFoundError as exc:  # every course command finds its folder one way: one message
+        print(f"vizlib {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 def add_models_arguments(parser) -> None:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from .. import cli, config
-from .root import LECTURES, CourseNotFoundError, course_root
+from .root import LECTURES, course_root
 
 
 def lecture_paths(lectures_dir: Path) -> list[Path]:
@@ -427,11 +427,7 @@ def _book_command(args) -> int:
     quick = args.quick or config.quick()
     if args.execute_one:
         return _execute_to_file(Path(args.execute_one[0]), Path(args.execute_one[1]), quick)
-    try:
-        lectures = Path(args.lectures) if args.lectures else course_root(args.course, LECTURES) / "lectures"
-    except CourseNotFoundError as exc:
-        print(f"vizlib book: {exc}", file=sys.stderr)
-        return 2
+    lectures = Path(args.lectures) if args.lectures else course_root(args.course, LECTURES) / "lectures"
     out = Path(args.out) if args.out else lectures.parent / "build" / "book"
     ok = build_book(lectures, out, quick=quick, only=args.only or None)
     return 0 if ok else 1

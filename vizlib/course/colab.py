@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 
 from .. import cli
-from .root import CourseNotFoundError, course_root
+from .root import COURSE_HELP, course_root
 
 TAG = "colab"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -126,16 +126,12 @@ def write(root: Path) -> list[Path]:
 def add_arguments(parser) -> None:
     """``vizlib colab [--check] [--course DIR]``."""
     parser.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
-    parser.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
+    parser.add_argument("--course", help=COURSE_HELP)
     parser.set_defaults(run=_colab_command)
 
 
 def _colab_command(args) -> int:
-    try:
-        root = course_root(args.course)
-    except CourseNotFoundError as exc:
-        print(f"vizlib colab: {exc}", file=sys.stderr)
-        return 2
+    root = course_root(args.course)
     if args.check:
         found = problems(root)
         print("\n".join(found) or "every notebook has its Colab badge and install cell")

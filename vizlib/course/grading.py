@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from .. import cli
-from .root import CourseNotFoundError, course_root
+from .root import COURSE_HELP, CourseNotFoundError, course_root
 
 
 def cell_text(cell: dict) -> str:
@@ -182,20 +182,17 @@ def check(assignment: str, root: Path | None = None) -> list[str]:
     return problems
 
 
-_COURSE_HELP = "the course folder (default: the one at or above the current directory)"
-
-
 def add_release_arguments(parser) -> None:
     """``vizlib release [ASSIGNMENT ...] [--course DIR]``."""
     parser.add_argument("assignments", nargs="*", help="assignments to release (default: all)")
-    parser.add_argument("--course", help=_COURSE_HELP)
+    parser.add_argument("--course", help=COURSE_HELP)
     parser.set_defaults(run=_release_command)
 
 
 def add_check_arguments(parser) -> None:
     """``vizlib check-assignments [ASSIGNMENT ...] [--course DIR] [--mutants [-v]]``."""
     parser.add_argument("assignments", nargs="*", help="assignments to check (default: all)")
-    parser.add_argument("--course", help=_COURSE_HELP)
+    parser.add_argument("--course", help=COURSE_HELP)
     parser.add_argument("--mutants", action="store_true",
                         help="instead: run every realistic wrong solution in tests/mutants/ against the graded "
                              "cells and print the mutation score per assignment (fails below 100%%)")
@@ -215,11 +212,7 @@ def _course_and_assignments(args) -> tuple[Path, list[str]]:
 
 
 def _release_command(args) -> int:
-    try:
-        root, ids = _course_and_assignments(args)
-    except CourseNotFoundError as exc:
-        print(f"vizlib release: {exc}", file=sys.stderr)
-        return 2
+    root, ids = _course_and_assignments(args)
     print(f"course: {root}")
     for a in ids:
         print(f"released {a} -> {release(a, root)}")
@@ -227,11 +220,7 @@ def _release_command(args) -> int:
 
 
 def _check_command(args) -> int:
-    try:
-        root, ids = _course_and_assignments(args)
-    except CourseNotFoundError as exc:
-        print(f"vizlib check-assignments: {exc}", file=sys.stderr)
-        return 2
+    root, ids = _course_and_assignments(args)
     print(f"course: {root}")
     if args.mutants:
         from . import mutants

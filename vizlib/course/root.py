@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The help of every course command's ``--course`` option.
+COURSE_HELP = "the course folder (default: the one at or above the current directory)"
+
 #: What each kind of command needs in the course folder (a name ending in ``/`` is a folder).
 LECTURES = ("lectures/",)
 GRADING = ("nbgrader_config.py", "solutions/")

@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import cli
 from .grading import assignment_ids
 from .mutants import Mutant, load_mutants, program
-from .root import CourseNotFoundError, course_root
+from .root import COURSE_HELP, course_root
 
 
 def mistakes(assignment: str, root: Path | None = None) -> list[Mutant]:
@@ -186,16 +186,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("dest", help="empty folder to create")
     parser.add_argument("--n", type=int, default=200, help="submissions to write (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--course", help="the course folder (default: the one at or above the current directory)")
+    parser.add_argument("--course", help=COURSE_HELP)
     parser.set_defaults(run=_synthetic_command)
 
 
 def _synthetic_command(args) -> int:
-    try:
-        root = course_root(args.course)
-    except CourseNotFoundError as exc:
-        print(f"vizlib synthetic-class: {exc}", file=sys.stderr)
-        return 2
+    root = course_root(args.course)
     expected = make_class(args.assignment, Path(args.dest), args.n, args.seed, root=root)
     print(f"wrote {len(expected)} submissions to {Path(args.dest) / 'submissions'} "
           f"and the expected grades to {Path(args.dest) / 'expected.csv'}")
