@@ -183,26 +183,16 @@ def _pytorch_grad_cam(cls, model, layer, x, t):
     return torch.from_numpy(out).double()
 
 
-@pytest.mark.parametrize("layer", ["relu3", "relu4"])
-def test_gradcam_and_plusplus_match_pytorch_grad_cam(shapesnet64, batch, layer):
-    gc = pytest.importorskip("pytorch_grad_cam")
-    m, x, t = shapesnet64, batch["images"].double(), batch["labels"]
-    ours = _as_pytorch_grad_cam(A.grad_cam(m, x, t, layer=layer, upsample=False), (64, 64))
-    assert rel_err(ours, _pytorch_grad_cam(gc.GradCAM, m, layer, x, t)) < 1e-5
-    # pytorch-grad-cam adds 1e-6 to Grad-CAM++'s denominator: pass the same eps
-    ours = _as_pytorch_grad_cam(A.grad_cam_pp(m, x, t, layer=layer, upsample=False, eps=1e-6), (64, 64))
-    assert rel_err(ours, _pytorch_grad_cam(gc.GradCAMPlusPlus, m, layer, x, t)) < 1e-5
-
-
+# pytorch-grad-cam adds a small eps to Grad-CAM++'s (1e-6) and XGrad-CAM's (1e-7) denominators: pass the same
+@pytest.mark.parametrize("ours, theirs, eps", [("grad_cam", "GradCAM", None), ("grad_cam_pp", "GradCAMPlusPlus", 1e-6),
+                                               ("layer_cam", "LayerCAM", None), ("xgrad_cam", "XGradCAM", 1e-7)])
 @pytest.mark.parametrize("layer", ["relu2", "relu3", "relu4"])
-def test_layer_cam_and_xgrad_cam_match_pytorch_grad_cam(shapesnet64, batch, layer):
+def test_every_cam_matches_pytorch_grad_cam(shapesnet64, batch, layer, ours, theirs, eps):
     gc = pytest.importorskip("pytorch_grad_cam")
     m, x, t = shapesnet64, batch["images"].double(), batch["labels"]
-    ours = _as_pytorch_grad_cam(A.layer_cam(m, x, t, layer=layer, upsample=False), (64, 64))
-    assert rel_err(ours, _pytorch_grad_cam(gc.LayerCAM, m, layer, x, t)) < 1e-5
-    # pytorch-grad-cam adds 1e-7 to XGrad-CAM's denominator: pass the same eps
-    ours = _as_pytorch_grad_cam(A.xgrad_cam(m, x, t, layer=layer, upsample=False, eps=1e-7), (64, 64))
-    assert rel_err(ours, _pytorch_grad_cam(gc.XGradCAM, m, layer, x, t)) < 1e-5
+    kwargs = {} if eps is None else {"eps": eps}
+    mine = _as_pytorch_grad_cam(getattr(A, ours)(m, x, t, layer=layer, upsample=False, **kwargs), (64, 64))
+    assert rel_err(mine, _pytorch_grad_cam(getattr(gc, theirs), m, layer, x, t)) < 1e-5
 
 
 def test_a_cam_variant_is_one_weights_function(hand, shapesnet64, batch):
