@@ -60,3 +60,15 @@ def test_pad_and_unwrapped_jitter_in_the_render_loop(tiny_net):
     out = R.render(tiny_net, R.class_score(0), R.PixelImage(shape=(8, 8)), steps=3, lr=0.05,
                    transforms=[R.Pad(2), R.Jitter(2, wrap=False)], precision="float32")
     assert out.image.shape == (1, 3, 8, 8) and out.history["objective"][-1] > out.history["objective"][0]
+
+
+def test_shift_is_pad_then_unwrapped_jitter_and_the_default_stacks_use_it():
+    from vizlib import ascent
+    x = torch.rand(1, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    for seed in range(10):
+        made = R.shift(2)(x, torch.Generator().manual_seed(seed))
+        by_hand = R.Jitter(2, wrap=False)(R.Pad(2)(x, None), torch.Generator().manual_seed(seed))
+        assert made.shape == x.shape and torch.equal(made, by_hand)
+    first = ascent.default_transforms(64)[0]
+    assert isinstance(first, R.Compose) and [type(t) for t in first.transforms] == [R.Pad, R.Jitter]
+    assert first.transforms[1].wrap is False and first.transforms[1].pixels == 4

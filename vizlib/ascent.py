@@ -42,8 +42,8 @@ def _size(model: nn.Module, size: int | None) -> int:
 
 
 def default_transforms(size: int) -> list:
-    """Jitter of ``size / 16`` pixels, scale 0.95-1.05, rotation up to 5 degrees."""
-    return [R.Jitter(max(1, size // 16)), R.RandomScale((0.95, 1.05)), R.RandomRotate(5)]
+    """A shift of up to ``size / 16`` pixels (padded, never wrapped), scale 0.95-1.05, rotation up to 5 degrees."""
+    return [R.shift(max(1, size // 16)), R.RandomScale((0.95, 1.05)), R.RandomRotate(5)]
 
 
 def default_regularizers() -> list:
@@ -207,7 +207,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str | Sequence[str],
         detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
         start = (shrunk + detail).clamp(0, 1)
         out = R.render(model, objective, R.PixelImage(start), steps=steps, lr=lr,
-                       transforms=[R.Jitter(jitter)] if jitter else [], seed=seed + k,
+                       transforms=[R.shift(jitter)] if jitter else [], seed=seed + k,
                        progress=progress)
         detail = out.image - shrunk
     return out.image.to(image.device)

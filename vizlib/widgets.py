@@ -343,7 +343,7 @@ def class_visualization_explorer(model: nn.Module, steps: int = 100, size: int |
         regs += [render.ClipSmallValues(clip_values)] if clip_values > 0 else []
         regs += [render.ClipSmallGradients(clip_gradients)] if clip_gradients > 0 else []
         out = ascent.class_visualization(model, model.classes.index(cls), steps=steps, size=size,
-                                         regularizers=regs, transforms=[render.Jitter(jitter)] if jitter else [],
+                                         regularizers=regs, transforms=[render.shift(jitter)] if jitter else [],
                                          progress=False)
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), gridspec_kw={"width_ratios": [1, 1.5]})
         axes[0].imshow(to_numpy(out.image[0]))

@@ -45,11 +45,11 @@ from .objectives import (LOGITS, Objective, channel, class_score, feature_distan
                          layer_outputs, neuron)
 from .param import COLOR_CORRELATION_SQRT, GREY, FourierImage, PixelImage, color_correlation_sqrt
 from .regularizers import TV, L2, BlurEvery, ClipSmallGradients, ClipSmallValues, total_variation
-from .transforms import Compose, Jitter, Pad, RandomRotate, RandomScale, rotate
+from .transforms import Compose, Jitter, Pad, RandomRotate, RandomScale, rotate, shift
 
 __all__ = [
     "layer_outputs", "Objective", "class_score", "channel", "neuron", "layer_energy",
-    "feature_distance", "PixelImage", "FourierImage", "Pad", "Jitter", "RandomScale",
+    "feature_distance", "PixelImage", "FourierImage", "Pad", "Jitter", "shift", "RandomScale",
     "RandomRotate", "Compose", "rotate", "L2", "TV", "BlurEvery", "ClipSmallValues",
     "ClipSmallGradients", "total_variation", "render",
     "RenderResult", "LOGITS", "GREY", "COLOR_CORRELATION_SQRT", "color_correlation_sqrt",

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .param import GREY
 
-__all__ = ["Pad", "Jitter", "RandomScale", "rotate", "RandomRotate", "Compose"]
+__all__ = ["Pad", "Jitter", "shift", "RandomScale", "rotate", "RandomRotate", "Compose"]
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -81,6 +81,12 @@ class Jitter:
 
     def __repr__(self):
         return f"Jitter({self.pixels})" if self.wrap else f"Jitter({self.pixels}, wrap=False)"
+
+
+def shift(pixels: int, mode: str = "reflect") -> "Compose":
+    """A random shift of up to ``pixels`` that never wraps the image around, same size:
+    ``Compose(Pad(pixels, mode), Jitter(pixels, wrap=False))``. The course's default jitter."""
+    return Compose(Pad(pixels, mode), Jitter(pixels, wrap=False))
 
 
 class RandomScale:
