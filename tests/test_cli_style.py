@@ -195,7 +195,7 @@ def test_every_option_has_help_and_its_default(capsys):
 
 def test_a_file_that_is_not_an_image_is_skipped_with_its_name(files):
     (files["folder"] / "notes.jpg").write_text("not a photo")
-    with pytest.warns(UserWarning, match="skipping 1 file.*notes.jpg"):
+    with pytest.warns(VizlibWarning, match="skipping 1 file.*notes.jpg"):
         data = fs.ImageFolder(files["folder"], 16)
     assert len(data) == 4
 

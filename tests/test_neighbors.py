@@ -8,6 +8,7 @@ import torch
 
 from vizlib import neighbors as nb
 from vizlib import shapes
+from vizlib.config import VizlibWarning
 from vizlib.hooks import hook_count
 from vizlib.models import load_model
 
@@ -149,7 +150,7 @@ def test_feature_cache_loads_from_disk_and_survives_garbage(shapesnet, small_bat
         warnings.simplefilter("always")
         third = nb.extract_features(shapesnet, images, progress=False, cache_dir=tmp_path)
     assert calls == [8]
-    assert any("feature cache" in str(w.message) for w in caught)
+    assert any("feature cache" in str(w.message) and w.category is VizlibWarning for w in caught)
     torch.testing.assert_close(third, first)
     calls.clear()
     assert torch.equal(nb.extract_features(shapesnet, images, progress=False, cache_dir=tmp_path), third)

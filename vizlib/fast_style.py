@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -387,8 +386,8 @@ class ImageFolder(torch.utils.data.Dataset):
         if skipped:
             names = ", ".join(str(p.relative_to(self.root)) for p in skipped[:5])
             more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            warnings.warn(f"vizlib: skipping {len(skipped)} file(s) under {self.root} that are not readable "
-                          f"images: {names}{more}", stacklevel=2)
+            config.warn(f"vizlib: skipping {len(skipped)} file(s) under {self.root} that are not readable "
+                        f"images: {names}{more}")
         if not self.files:
             raise ValueError(f"no images that can be read ({', '.join(IMAGE_SUFFIXES)}) under {self.root}")
         self.size = int(size)

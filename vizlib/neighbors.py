@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -36,6 +35,7 @@ from sklearn.manifold import TSNE
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from . import config
 from .hooks import capture_activations, capture_inputs
 from .images import batch_count, iter_batches
 from .policy import model_device, require_eval
@@ -112,8 +112,7 @@ def _load_cached(path: Path) -> torch.Tensor | None:
             raise ValueError(f"features have shape {tuple(feats.shape)}")
         return feats.float()
     except Exception as e:  # truncated, garbage, or not a safetensors file at all
-        warnings.warn(f"vizlib: ignoring unreadable feature cache {path} "
-                      f"({type(e).__name__}); recomputing", stacklevel=3)
+        config.warn(f"vizlib: ignoring unreadable feature cache {path} ({type(e).__name__}); recomputing")
         return None
 
 
