@@ -1,7 +1,7 @@
 """The one Gaussian of vizlib: its kernel and a separable blur.
 
-Used by the render loop's :class:`vizlib.render.BlurEvery`, by RISE-style blurred baselines
-(:mod:`vizlib.sanity`) and by SSIM's window; nothing else in vizlib builds a Gaussian.
+Used by the render loop's :class:`vizlib.render.BlurEvery` and by RISE-style blurred baselines
+(:mod:`vizlib.sanity`); nothing else in vizlib builds a Gaussian (SSIM is scikit-image's).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["gaussian_kernel", "gaussian_blur"]
 
 def gaussian_kernel(size: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
     """The normalised 1-D Gaussian of std ``sigma`` sampled at ``size`` points centred on the
-    middle (the one kernel of vizlib: blur, RISE's canvas, SSIM's window). Shape: ``(size,)``."""
+    middle (the kernel of :func:`gaussian_blur`). Shape: ``(size,)``."""
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     k = torch.exp(-t ** 2 / (2 * sigma ** 2))
     return (k / k.sum()).to(dtype=dtype, device=device)

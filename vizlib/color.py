@@ -24,20 +24,22 @@ RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.32126
                            [0.211456, -0.522591, 0.311135]], dtype=torch.float64)
 
 
-def _mix(matrix: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Each pixel's 3 channels multiplied by ``matrix`` ``(3, 3)``: ``(B, 3, H, W)``."""
+def mix_channels(matrix: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Each pixel's 3 channels multiplied by ``matrix`` ``(3, 3)`` (cast to the images' dtype and
+    device): ``(B, 3, H, W) -> (B, 3, H, W)``. Colour-space changes here and in
+    :mod:`vizlib.render.param`'s decorrelated colour."""
     return torch.einsum("ij,bjhw->bihw", matrix.to(images.device, images.dtype), images)
 
 
 def rgb_to_yiq(images: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB -> ``(B, 3, H, W)`` YIQ (same dtype and device)."""
-    return _mix(RGB_TO_YIQ, check_shape(images, "B 3 H W", "images"))
+    return mix_channels(RGB_TO_YIQ, check_shape(images, "B 3 H W", "images"))
 
 
 def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` YIQ -> ``(B, 3, H, W)`` RGB, the inverse of :func:`rgb_to_yiq` (not clamped)."""
     yiq = check_shape(yiq, "B 3 H W", "yiq")
-    return _mix(torch.linalg.inv(RGB_TO_YIQ.to(yiq.device, yiq.dtype)), yiq)
+    return mix_channels(torch.linalg.inv(RGB_TO_YIQ.to(yiq.device, yiq.dtype)), yiq)
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:

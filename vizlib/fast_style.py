@@ -29,13 +29,17 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import config
 from . import style_losses as st
-from .images import check_images
-from .policy import eval_mode
-from .precision import DEFAULT_PRECISION, resolve_precision
+from .images import center_crop, check_images, load_image, save_image
+from .models import load_model
+from .policy import eval_mode, model_device
+from .precision import DEFAULT_PRECISION, autocast, resolve_precision
 from .render import layer_outputs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -118,7 +122,7 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
     Args:
         transformer: the trained network (its train/eval mode is left as it was; inference
             runs in eval mode, which for instance norm changes nothing).
-        images: ``(B, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], any size.
+        images: ``(B, 3, H, W)`` float in [0, 1], any size.
         batch_size: images per forward pass.
         precision: :data:`vizlib.precision.DEFAULT_PRECISION` (``"float32"``, the same pixels on
             every machine), ``"bfloat16"`` (autocast; about 1.6x faster on a CPU with
@@ -129,10 +133,8 @@ def stylize(transformer: nn.Module, images: torch.Tensor, batch_size: int = 4,
         ``(B, 3, H, W)`` float in [0, 1] on the input's device.
     """
     images = check_images(images, "images")
-    device = next(transformer.parameters()).device
-    low_precision = resolve_precision(precision, device) == "bfloat16"
-    with eval_mode(transformer), torch.inference_mode(), \
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision):
+    device = model_device(transformer)
+    with eval_mode(transformer), torch.inference_mode(), autocast(precision, device):
         outs = [transformer(images[i:i + batch_size].to(device)).float().to(images.device)
                 for i in range(0, len(images), batch_size)]
     return torch.cat(outs).to(images.dtype)
@@ -164,13 +166,12 @@ def perceptual_loss(model: nn.Module, stylized: torch.Tensor, content: torch.Ten
         ``{"content", "style", "tv", "total"}``, each ``(B,)``, ``total`` the weighted sum.
     """
     layers = list(dict.fromkeys([*targets["style_layers"], targets["content_layer"]]))
-    device = stylized.device
-    low = resolve_precision(precision, device) == "bfloat16"
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+    precision = resolve_precision(precision, stylized.device)
+    with autocast(precision, stylized.device):
         acts = layer_outputs(model, stylized, layers)
         with torch.no_grad():
             wanted = layer_outputs(model, content, [targets["content_layer"]])[targets["content_layer"]]
-    if low:  # Grams and losses in float32
+    if precision == "bfloat16":  # Grams and losses in float32
         acts, wanted = {k: v.float() for k, v in acts.items()}, wanted.float()
     c = st.relative_content_loss(acts[targets["content_layer"]], wanted)
     s = st.weighted_style_loss(acts, targets)
@@ -198,7 +199,7 @@ def train_step(transformer: nn.Module, optimizer: torch.optim.Optimizer, model: 
     """
     precision = resolve_precision(precision, content.device)
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(content.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+    with autocast(precision, content.device):
         stylized = transformer(content)
     losses = perceptual_loss(model, stylized.float(), content, targets, precision=precision, **weights)
     losses["total"].mean().backward()
@@ -225,7 +226,6 @@ def save_checkpoint(path, transformer: nn.Module, optimizer: torch.optim.Optimiz
     refuses anything but tensors and plain containers. The file is written beside the target
     and renamed, so an interrupted save leaves the last good checkpoint.
     """
-    from safetensors.torch import save_file
 
     net = getattr(transformer, "module", transformer)
     path = Path(path)
@@ -266,7 +266,6 @@ def _from_bytes_tensor(data: torch.Tensor, path: Path) -> dict:
 
 
 def _read_tensors(path: Path) -> tuple[dict, dict]:
-    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -396,7 +395,6 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        from .images import center_crop, load_image
 
         img = load_image(self.files[i], size=self.size, downscale=True)
         return center_crop(img, self.size)[0]
@@ -458,10 +456,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         ``(transformer, history)``: the trained network (eval mode) and one dict of losses
         per step taken in this call.
     """
-    from tqdm.auto import tqdm
 
-    from .images import save_image
-    from .models import load_model
 
     rank, world, local_rank = distributed_ranks()
     ddp = world > 1
@@ -477,9 +472,8 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
                 config.device()
         device = torch.device(device)
         model = model if model is not None else load_model("vgg19", device=device)
-        model_device = next(model.parameters()).device
-        if model_device != device:
-            raise ValueError(f"the loss network is on {model_device}, training on {device}")
+        if model_device(model) != device:
+            raise ValueError(f"the loss network is on {model_device(model)}, training on {device}")
         style_image = check_images(style_image, "style image")
         targets = st.style_targets(model, None, style_image, style_layers=style_layers,
                                    content_layer=content_layer)

@@ -215,7 +215,7 @@ def default_style_layers(model) -> list[str]:
     if all(n in names for n in VGG_STYLE_LAYERS):
         return list(VGG_STYLE_LAYERS)
     if not names:
-        valid = list(getattr(model, "layer_paths", None) or (n for n, _ in model.named_modules() if n))
+        valid = layer_names(model)
         raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no layer named relu*; pass "
                          f"style_layers explicitly, from: {', '.join(valid[:12])}{' …' if len(valid) > 12 else ''}")
     if len(names) <= 5:

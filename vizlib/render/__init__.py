@@ -34,8 +34,7 @@ Example::
     obj = class_score(model.classes.index("goldfish")) - 0.5 * channel("relu4_3", 7)
     param = FourierImage((1, 3, 224, 224), seed=0)
     result = render(model, obj, param, steps=256, lr=0.05,
-                    transforms=[Pad(8), Jitter(8, wrap=False), RandomScale((0.9, 1.1)),
-                                RandomRotate(10)],
+                    transforms=[shift(8), RandomScale((0.9, 1.1)), RandomRotate(10)],
                     regularizers=[TV(1e-2)])
     result.image            # (1, 3, 224, 224) in [0, 1]
     result.history["objective"][-1]

@@ -116,7 +116,7 @@ def render(model: nn.Module, objective: Objective, param, *, steps: int, lr: flo
         raise ValueError("the objective reads no layers")
 
     device = tensors[0].device
-    low_precision = resolve_precision(precision, device) == "bfloat16"
+    precision = resolve_precision(precision, device)  # once: "auto" asks the hardware only here
     kind = optimizer.lower()
     if kind == "adam":
         opt = torch.optim.Adam(tensors, lr=lr)
@@ -138,7 +138,7 @@ def render(model: nn.Module, objective: Objective, param, *, steps: int, lr: flo
         seen = transform(image, torch.Generator().manual_seed(step_seed))
         with autocast(precision, device):
             acts = layer_outputs(model, seen, layers)
-        if low_precision:
+        if precision == "bfloat16":
             acts = {k: v.float() for k, v in acts.items()}
         obj = objective(acts)
         loss = -obj.sum()

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from ..color import mix_channels
 from ..validate import check_shape
 
 __all__ = ["GREY", "PixelImage", "FourierImage", "COLOR_CORRELATION_SQRT", "color_correlation_sqrt"]
@@ -49,11 +50,6 @@ def color_correlation_sqrt(images: torch.Tensor | Sequence[torch.Tensor]) -> tor
 COLOR_CORRELATION_SQRT = torch.tensor([[0.8532, 0.4287, 0.2971],
                                        [0.4287, 0.5994, 0.4995],
                                        [0.2971, 0.4995, 0.7039]])
-
-
-def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Multiply every pixel's colour by ``matrix``: ``(3, 3)`` and ``(B, 3, H, W) -> (B, 3, H, W)``."""
-    return torch.einsum("ij,bjhw->bihw", matrix, x)
 
 
 class PixelImage:
@@ -100,7 +96,7 @@ class PixelImage:
             self.color = mix.to(device=x.device, dtype=x.dtype)
             self.inverse = torch.linalg.inv(mix).to(device=x.device, dtype=x.dtype)
             if init is not None:
-                x = _mix(self.inverse, x.clamp(0, 1) - GREY)
+                x = mix_channels(self.inverse, x.clamp(0, 1) - GREY)
             self.pixels = x.requires_grad_(True)
             self.project()
         else:
@@ -117,7 +113,7 @@ class PixelImage:
     def __call__(self) -> torch.Tensor:
         if not self.decorrelate:
             return self.pixels
-        return GREY + _mix(self.color, self.pixels)
+        return GREY + mix_channels(self.color, self.pixels)
 
     @torch.no_grad()
     def project(self) -> None:
@@ -126,7 +122,7 @@ class PixelImage:
             self.pixels.clamp_(0, 1)
             return
         image = self().clamp_(0, 1)
-        self.pixels.copy_(_mix(self.inverse, image - GREY))
+        self.pixels.copy_(mix_channels(self.inverse, image - GREY))
 
 
 class FourierImage:
@@ -172,5 +168,5 @@ class FourierImage:
     def __call__(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale
         x = torch.fft.irfft2(spec, s=self.size, norm="ortho")
-        x = _mix(self.color, x)
+        x = mix_channels(self.color, x)
         return torch.sigmoid(x)
