@@ -52,10 +52,9 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .hooks import capture_activations, capture_inputs, relu_backward_rule
-from .images import check_images
 from .layers import get_layer
 from .models import CourseModel
-from .policy import fast_layout, require_eval, to_model
+from .policy import check_model_input, fast_layout
 from .progress import PROGRESS_PASSES, progress_bar
 from .validate import check_positive_int
 
@@ -74,9 +73,7 @@ __all__ = ["METHODS", "occlusion", "occlusion_scores", "input_gradients", "salie
 def _prepare(model: nn.Module, images: torch.Tensor, fn: str) -> torch.Tensor:
     """Validate; return a detached copy of ``images`` on the model's device (the device policy
     of :mod:`vizlib.policy`: results go back to the images' device in :func:`_finish`)."""
-    require_eval(model, fn)
-    check_images(images, f"{fn}: images")
-    return to_model(images.detach(), model).clone()
+    return check_model_input(model, images.detach(), f"{fn}: images", fn).clone()
 
 
 def _finish(result: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

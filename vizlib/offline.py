@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import cli, shapes
+from . import shapes
 from .policy import IMAGENET_MEAN, IMAGENET_STD, eval_mode
 
 __all__ = ["ShapesNet", "WeightsError", "train_shapesnet", "evaluate_shapesnet", "save_shapesnet",
@@ -452,7 +452,9 @@ def _refusing_bad_weights(command):
 
 def main(argv=None) -> int:
     """``python -m vizlib.offline train|evaluate ...``: ``vizlib shapesnet`` of the one command tree."""
-    return cli.main(["shapesnet", *(sys.argv[1:] if argv is None else argv)])
+    from .cli import main as cli_main  # the command line sits above the library: models imports this module
+
+    return cli_main(["shapesnet", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -118,13 +118,15 @@ def fast_layout(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def check_model_input(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
+def check_model_input(model: nn.Module, images: torch.Tensor, name: str = "images",
+                      fn: str = "vizlib") -> torch.Tensor:
     """Validate ``images`` for ``model`` and return them on the model's device.
 
     ``images``: ``(B, 3, H, W)`` float in [0, 1] (see :func:`vizlib.images.check_images`) in the
-    model's dtype, on any device. The model must be in eval mode (:func:`require_eval`).
+    model's dtype, on any device. The model must be in eval mode (:func:`require_eval`, whose
+    message names ``fn``).
     """
     check_images(images, name)
-    require_eval(model)
+    require_eval(model, fn)
     check_dtype(model, images)
     return to_model(images, model)
