@@ -268,3 +268,9 @@ def test_shifted_photos_find_their_original_in_feature_space_not_in_pixels(shape
     pixel_hits = float((by_pixels == truth).float().mean())
     feature_hits = float((by_features == truth).float().mean())
     assert feature_hits >= 0.9 and feature_hits - pixel_hits >= 0.3, (feature_hits, pixel_hits)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5])
+def test_nearest_neighbors_refuses_a_chunk_size_that_is_no_positive_int(chunk_size):
+    with pytest.raises(ValueError, match=f"chunk_size must be a positive integer, got {chunk_size!r}"):
+        nb.nearest_neighbors(torch.rand(3, 4), torch.rand(5, 4), k=2, chunk_size=chunk_size)

@@ -13,8 +13,11 @@ run this same tree.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .course.root import CourseNotFoundError
@@ -157,9 +160,6 @@ def _positive_float(text: str) -> float:
 
 def _writable_folder(folder, what: str) -> None:
     """``folder`` exists and is writable, or can be created (its nearest existing parent is)."""
-    import os
-    from pathlib import Path
-
     folder = Path(folder).expanduser()
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -206,8 +206,6 @@ def _check_device(name):
 
 
 def _check_image_folder(folder) -> None:
-    from pathlib import Path
-
     folder = Path(folder).expanduser()
     if not folder.exists():
         raise _UsageError(f"image folder not found: {str(folder)!r}")
@@ -231,8 +229,6 @@ CAM_METHODS = ("grad_cam", "grad_cam_pp", "cam", "saliency", "guided_backprop", 
 
 def _class_index(model, text: str) -> int:
     """``--class``: an index or a class name of ``model`` (case-insensitive)."""
-    import difflib
-
     classes = list(getattr(model, "classes", None) or [])
     if text.lstrip("-").isdigit():
         index = int(text)

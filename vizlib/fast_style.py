@@ -385,7 +385,7 @@ class ImageFolder(torch.utils.data.Dataset):
         if skipped:
             names = ", ".join(str(p.relative_to(self.root)) for p in skipped[:5])
             more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            config.warn(f"vizlib: skipping {len(skipped)} file(s) under {self.root} that are not readable "
+            config.warn(f"skipping {len(skipped)} file(s) under {self.root} that are not readable "
                         f"images: {names}{more}")
         if not self.files:
             raise ValueError(f"no images that can be read ({', '.join(IMAGE_SUFFIXES)}) under {self.root}")

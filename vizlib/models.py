@@ -7,7 +7,7 @@ your own network the same door (:func:`wrap`).
 
 Weights come from torchvision's ImageNet checkpoints, cached under ``torch.hub.get_dir()``
 (which respects ``TORCH_HOME``). When they cannot be had — no network, a refused download,
-or ``VIZLIB_OFFLINE=1`` — one line says so and the course's own offline model
+or ``VIZLIB_OFFLINE=1`` — a :class:`~vizlib.config.VizlibWarning` says so and the course's own offline model
 (:mod:`vizlib.offline`, trained on generated shapes) is returned instead. Nothing here
 hangs or lets a urllib traceback escape.
 """
@@ -100,7 +100,7 @@ class CourseModel(nn.Module):
         return list(self.layer_paths)
 
     def layer(self, name: str) -> nn.Module:
-        """The module called ``name`` (see :func:`get_layer`)."""
+        """The module called ``name`` (see :func:`vizlib.layers.get_layer`)."""
         return get_layer(self, name)
 
     def extra_repr(self) -> str:

@@ -112,7 +112,7 @@ def _load_cached(path: Path) -> torch.Tensor | None:
             raise ValueError(f"features have shape {tuple(feats.shape)}")
         return feats.float()
     except Exception as e:  # truncated, garbage, or not a safetensors file at all
-        config.warn(f"vizlib: ignoring unreadable feature cache {path} ({type(e).__name__}); recomputing")
+        config.warn(f"ignoring unreadable feature cache {path} ({type(e).__name__}); recomputing")
         return None
 
 
@@ -219,6 +219,7 @@ def nearest_neighbors(queries: torch.Tensor, database: torch.Tensor, k: int = 5,
                          f"{tuple(queries.shape)} and {tuple(database.shape)}")
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     n = database.shape[0]
     available = n - (1 if exclude is not None else 0)
     if not 1 <= k <= available:

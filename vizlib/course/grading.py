@@ -203,17 +203,17 @@ def add_check_arguments(parser) -> None:
 def _course_and_assignments(args) -> tuple[Path, list[str]]:
     """The course folder and the assignments ``args`` name (default: all); prints the course."""
     root = course_root(args.course)
-    ids = args.assignments or assignment_ids(root)
-    unknown = sorted(set(ids) - set(assignment_ids(root)))
+    known = assignment_ids(root)
+    ids = args.assignments or known
+    unknown = sorted(set(ids) - set(known))
     if unknown:
-        raise CourseNotFoundError(f"{root} has no assignment {', '.join(unknown)}; it has "
-                                  f"{', '.join(assignment_ids(root))}")
+        raise CourseNotFoundError(f"{root} has no assignment {', '.join(unknown)}; it has {', '.join(known)}")
+    print(f"course: {root}")
     return root, ids
 
 
 def _release_command(args) -> int:
     root, ids = _course_and_assignments(args)
-    print(f"course: {root}")
     for a in ids:
         print(f"released {a} -> {release(a, root)}")
     return 0
@@ -221,7 +221,6 @@ def _release_command(args) -> int:
 
 def _check_command(args) -> int:
     root, ids = _course_and_assignments(args)
-    print(f"course: {root}")
     if args.mutants:
         from . import mutants
         problems = []
