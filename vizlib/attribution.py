@@ -127,14 +127,16 @@ def class_scores(logits: torch.Tensor, target) -> torch.Tensor:
     return logits.gather(1, idx[:, None])[:, 0]
 
 
-def _fixed_target(model: nn.Module, x: torch.Tensor, target):
+def _fixed_target(model: nn.Module, x: torch.Tensor, target, logits: torch.Tensor | None = None):
     """Resolve a target once on the clean images, so that perturbed copies (noise, paths,
     occluders) explain the same class: a callable passes through, anything else becomes
-    ``(B,)`` class indices (``None`` = the clean images' top classes)."""
+    ``(B,)`` class indices (``None`` = the clean images' top classes). ``logits``: the clean
+    images' logits when the caller has them already (else one pass of ``model``)."""
     if callable(target):
         return target
-    with torch.no_grad():
-        logits = model(x)
+    if logits is None:
+        with torch.no_grad():
+            logits = model(x)
     if logits.ndim != 2:
         raise ValueError(f"the model must return logits of shape (B, K); got {tuple(logits.shape)}")
     return class_indices(target, x.shape[0], logits)
@@ -206,14 +208,13 @@ def _occlusion_sweep(model, images, target, patch, stride, fill, batch_size, fn,
         raise ValueError(f"stride {stride} is larger than patch {patch}: some pixels would never be occluded")
     batch_size = check_positive_int(batch_size, "batch_size")
     b, _, h, w = x.shape
-    logits = model(x)                 # the one clean pass: the target's classes and the base scores
-    if not callable(target):
-        if logits.ndim != 2:
-            raise ValueError(f"the model must return logits of shape (B, K); got {tuple(logits.shape)}")
-        target = class_indices(target, b, logits)
+    forward, pixels, colours = _occlusion_forward(model, x, _fill_value(x, fill))
+    # the one clean pass, through the same forward as the occluded copies (BatchNorm folded, as
+    # theirs; model(x) differed by up to 3e-5): the target's classes and the base scores
+    logits = forward(pixels)
+    target = _fixed_target(model, x, target, logits)
     base = class_scores(logits, target)
     masks, nh, nw = _windows(h, w, patch, stride, x.device)
-    forward, pixels, colours = _occlusion_forward(model, x, _fill_value(x, fill))
     # every batch of copies is written into one channels-last buffer (no allocation, no layout copy)
     buffer = torch.empty((min(batch_size, masks.shape[0]), *x.shape[1:]), dtype=pixels.dtype,
                          device=x.device, memory_format=torch.channels_last)
