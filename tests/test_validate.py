@@ -52,3 +52,10 @@ def test_check_positive_int_refuses(bad):
 
 def test_check_positive_int_accepts_numpy_ints():
     assert check_positive_int(np.int64(3), "n") == 3 and type(check_positive_int(np.int64(3), "n")) is int
+
+
+def test_hint_is_appended_to_type_errors_too():
+    with pytest.raises(TypeError, match=r"got list — one image$"):
+        check_shape([1.0], "1 C h w", "sample", hint=" — one image")
+    with pytest.raises(TypeError, match=r"got dtype torch.int64 — one image$"):
+        check_shape(torch.zeros(1, 3, 2, 2, dtype=torch.long), "1 C h w", "sample", hint=" — one image")

@@ -768,7 +768,9 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, target=None, *,
     return _finish(gb * grad_cam(model, x, target, layer=layer).to(gb), images)
 
 
-#: Every method by name, in the lectures' order; each is ``f(model, images, target, **kw)``.
+#: The lectures' methods by name, in their order; each is ``f(model, images, target, **kw)``. The
+#: explorers of lectures 06-07 offer all of them; ``xgrad_cam`` and ``layer_cam`` are left out so the
+#: lectures' tables stay as they are (they are one weights function each on :func:`gradient_cam`).
 METHODS: dict[str, Callable] = {
     "occlusion": occlusion,
     "saliency": saliency,

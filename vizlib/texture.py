@@ -49,10 +49,7 @@ def _one_image(sample: torch.Tensor) -> torch.Tensor:
     :func:`vizlib.validate.check_shape`; every error ends by saying what a sample is."""
     if isinstance(sample, torch.Tensor) and sample.ndim == 3:
         sample = sample.unsqueeze(0)
-    try:
-        return check_shape(sample, "1 C h w", "sample", hint=_ONE_IMAGE)
-    except TypeError as error:  # check_shape puts the hint on shape errors only
-        raise TypeError(f"{error}{_ONE_IMAGE}") from None
+    return check_shape(sample, "1 C h w", "sample", hint=_ONE_IMAGE)
 
 
 def causal_offsets(window: int) -> list[tuple[int, int]]:

@@ -48,7 +48,7 @@ def check_shape(x, shape: str, name: str = "tensor", *, floating: bool = True,
         name: the argument's name, for the message.
         floating: also require a floating-point dtype (default).
         sizes: sizes that names must have (``{"B": 2}``).
-        hint: appended to a shape error (``" — add a batch dimension with x[None]"``).
+        hint: appended to every error (``" — add a batch dimension with x[None]"``).
 
     Returns:
         ``x`` itself (never copied).
@@ -61,7 +61,7 @@ def check_shape(x, shape: str, name: str = "tensor", *, floating: bool = True,
     bound: dict[str, int] = dict(sizes or {})
     if not isinstance(x, torch.Tensor):
         kind = "a NumPy array" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(f"{name} must be a tensor {_spelled(tokens, bound)}, got {kind}")
+        raise TypeError(f"{name} must be a tensor {_spelled(tokens, bound)}, got {kind}{hint}")
     given = tuple(x.shape)
     wanted = _spelled(tokens, bound)
     ok = x.ndim == len(tokens)
@@ -78,7 +78,7 @@ def check_shape(x, shape: str, name: str = "tensor", *, floating: bool = True,
     if not ok:
         raise ValueError(f"{name} must have shape {wanted}, got {given}{hint}")
     if floating and not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}{hint}")
     return x
 
 

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from . import activations, filters, plot
+from . import (activations, ascent, attribution, fast_style, filters, metrics, plot, render, sanity, style,
+               style_losses)
 from .images import to_numpy
 
 #: The explorer whose first view is being drawn: :func:`_show` keeps a PNG of that figure.
@@ -223,7 +224,6 @@ def attribution_explorer(model: nn.Module, images: torch.Tensor, methods=None, l
     """
     import ipywidgets as widgets
 
-    from . import attribution
 
     methods = list(methods or [m for m in attribution.METHODS if m != "occlusion"])
     settings = settings or {}
@@ -280,7 +280,6 @@ def cascade_explorer(model: nn.Module, images: torch.Tensor, target, methods=Non
     """
     import ipywidgets as widgets
 
-    from . import attribution, sanity
 
     methods = list(methods or ["saliency", "guided_backprop", "grad_cam", "integrated_gradients"])
     layers = sanity.randomizable_layers(model)
@@ -334,7 +333,6 @@ def class_visualization_explorer(model: nn.Module, steps: int = 100, size: int |
     """
     import ipywidgets as widgets
 
-    from . import ascent, render
 
     def show(cls, l2, tv, blur_every, clip_values, clip_gradients, jitter):
         regs = [render.L2(l2)] if l2 > 0 else []
@@ -368,7 +366,6 @@ def fooling_explorer(model: nn.Module, images: torch.Tensor, max_steps: int = 10
     """
     import ipywidgets as widgets
 
-    from . import ascent
 
     def show(index, target):
         x = images[index:index + 1]
@@ -401,7 +398,6 @@ def deepdream_explorer(model: nn.Module, image: torch.Tensor, layers: list[str],
     """
     import ipywidgets as widgets
 
-    from . import ascent
 
     def show(layer, octaves, lr):
         out = ascent.deepdream(model, image, layer, octaves=octaves, steps=steps, lr=lr, progress=False)
@@ -424,7 +420,6 @@ def inversion_explorer(model: nn.Module, image: torch.Tensor, layers: list[str],
     """
     import ipywidgets as widgets
 
-    from . import ascent, metrics
 
     def show(layer, tv_weight, beta):
         out = ascent.invert_features(model, image, layer, steps=steps, tv_weight=tv_weight, beta=beta,
@@ -454,7 +449,6 @@ def gram_explorer(model: nn.Module, image: torch.Tensor, layers: list[str] | Non
     """
     import ipywidgets as widgets
 
-    from . import render, style_losses
 
     layers = layers or style_losses.default_style_layers(model)
     with torch.no_grad():
@@ -486,7 +480,6 @@ def style_explorer(model: nn.Module, content: torch.Tensor, style_image: torch.T
     steps (keep images small)."""
     import ipywidgets as widgets
 
-    from . import style, style_losses
 
     all_layers = style_losses.default_style_layers(model)
     boxes = [widgets.Checkbox(value=True, description=n, indent=False, layout=widgets.Layout(width="90px"))
@@ -520,7 +513,6 @@ def stylize_explorer(transformer: nn.Module, images: torch.Tensor, names: list[s
     original (``strength`` 0 = original, 1 = the network's output). ``images``: ``(B, 3, H, W)``."""
     import ipywidgets as widgets
 
-    from . import fast_style
 
     outs = fast_style.stylize(transformer, images)
     names = names or [f"image {i}" for i in range(len(images))]
