@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vizlib.course import classroom, synthetic
+from vizlib.config import VizlibWarning
+
+from vizlib.course import classroom, sandbox, synthetic
 from vizlib.course.grading import assignment_ids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,21 +34,38 @@ def _check(expected, rows):
     wrong = []
     for e in expected:
         row = rows[e.student]
-        if float(row["score"]) != e.score or e.reason not in row["reason"] or (not e.reason and row["reason"]):
+        score = float(row["score"])
+        if e.at_most:  # a hostile submission: never more than its honest part, whatever its attack destroyed
+            if score > e.score or e.reason not in row["reason"]:
+                wrong.append(f"{e.student} ({e.kind}): expected at most {e.score:g}, got {row['score']} / {row['reason']!r}")
+            continue
+        if score != e.score or e.reason not in row["reason"] or (not e.reason and row["reason"]):
             wrong.append(f"{e.student} ({e.kind}): expected {e.score:g} / {e.reason!r}, "
                          f"got {row['score']} / {row['reason']!r}")
     assert not wrong, "\n".join(wrong)
 
 
 def test_one_submission_of_every_kind_gets_the_expected_score_and_reason(tmp_path):
+    """Every failure, mistake and (where the machine can sandbox) every attack on the grader in one
+    class run: each scores only what its honest answers earn, and every other entry is graded
+    exactly as it is without them."""
     a = synthetic._Assignment(ASSIGNMENT, ROOT)
+    hostile = not sandbox.unavailable()  # the attacks are only safe to run in the sandbox
     kinds = [k for k, *_ in synthetic.failure_kinds(a, ROOT)] + [
         "correct", "blank", *(f"mistake: {name}" for name in GRADED_MUTANTS)]
-    expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=len(kinds), kinds=kinds)
+    if hostile:
+        kinds += [k for k, *_ in synthetic.hostile_kinds(a, ROOT)]
+    expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=len(kinds), kinds=kinds, hostile=hostile)
     assert len(expected) == len(kinds)
+    canary = tmp_path / "elsewhere" / "grades.csv"  # another run's grades, which no submission may touch
+    canary.parent.mkdir()
+    canary.write_text("student,score\nbob,3\n")
     summary = classroom.grade_class(ASSIGNMENT, tmp_path / "class" / "submissions", tmp_path / "out",
                                     jobs=2, cell_timeout=8, progress=False)
+    assert summary["sandboxed"] is hostile
     _check(expected, _rows(summary["csv"]))
+    assert canary.read_text() == "student,score\nbob,3\n"
+    assert not list(tmp_path.rglob("vizlib-hostile-marker")) and not (ROOT / "vizlib-hostile-marker").exists()
     feedback = sorted(p.stem for p in (tmp_path / "out" / "feedback").glob("*.html"))
     graded = [e.student for e in expected if e.kind in {"correct", "blank", "edited read-only test"}]
     assert set(graded) <= set(feedback)
@@ -54,6 +73,17 @@ def test_one_submission_of_every_kind_gets_the_expected_score_and_reason(tmp_pat
     assert "test_normalize_filter" in page or "normalize_filter" in page
     big = next(e.student for e in expected if e.kind == "prints megabytes")
     assert (tmp_path / "out" / "feedback" / f"{big}.html").stat().st_size < 2_000_000
+
+
+def test_without_a_sandbox_grading_warns_once_and_every_row_says_so(tmp_path):
+    expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=2, kinds=["empty file", "not a notebook"])
+    with pytest.warns(VizlibWarning, match="WITHOUT a sandbox") as caught:
+        summary = classroom.grade_class(ASSIGNMENT, tmp_path / "class" / "submissions", tmp_path / "out",
+                                        progress=False, sandboxed=False)
+    assert len([w for w in caught if "sandbox" in str(w.message)]) == 1
+    rows = _rows(summary["csv"])
+    assert summary["sandboxed"] is False and len(rows) == len(expected)
+    assert all(classroom.UNSANDBOXED in r["reason"] for r in rows.values())
 
 
 def test_bad_arguments_are_named(tmp_path):

@@ -24,6 +24,7 @@ def test_a_second_run_grades_only_new_or_changed_submissions(tmp_path):
     out = tmp_path / "out"
     first = classroom.grade_class(ASSIGNMENT, subs, out, jobs=2, progress=False)
     assert (first["graded"], first["unchanged"]) == (4, 0)
+    _three_shards_merged_equal_one_run(subs, out / "grades.csv", tmp_path / "shards")
     correct = next(e.student for e in expected if e.kind == "correct")
     empty = next(e.student for e in expected if e.kind == "empty file")
     (subs / empty / f"{ASSIGNMENT}.ipynb").write_bytes(b"{")          # changed
@@ -35,6 +36,29 @@ def test_a_second_run_grades_only_new_or_changed_submissions(tmp_path):
     assert "corrupted notebook" in rows[empty]["reason"] and "not a notebook" in rows["late.txt"]["reason"]
     (subs / "late.txt").unlink()                                          # withdrawn: leaves the CSV
     assert "late.txt" not in _rows(classroom.grade_class(ASSIGNMENT, subs, out, progress=False)["csv"])
+
+
+def _three_shards_merged_equal_one_run(subs, unsharded_csv, folder):
+    """``--shard K/3`` three times, then ``--merge``: the same grades.csv, byte for byte; a missing,
+    repeated or foreign shard is refused."""
+    outs = [folder / f"shard{k}" for k in (1, 2, 3)]
+    graded = []
+    for k, out in enumerate(outs, 1):
+        graded += [r for r in _rows(classroom.grade_class(ASSIGNMENT, subs, out, jobs=2, progress=False,
+                                                          shard=(k, 3))["csv"])]
+    assert sorted(graded) == sorted(_rows(unsharded_csv)), "the shards cover the class exactly once"
+    merged = classroom.merge(outs, folder / "merged")
+    assert merged.read_bytes() == unsharded_csv.read_bytes()
+    with pytest.raises(ValueError, match="missing shard 3/3"):
+        classroom.merge(outs[:2], folder / "bad")
+    with pytest.raises(ValueError, match="shard 2/3 given twice"):
+        classroom.merge([*outs, outs[1]], folder / "bad")
+    with pytest.raises(ValueError, match="not the output of a sharded run"):
+        classroom.merge([*outs, unsharded_csv.parent], folder / "bad")
+    assert classroom.parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(ValueError, match="K/N"):
+            classroom.parse_shard(bad)
 
 
 def test_a_fixed_test_regrades_everyone_and_says_why(tmp_path):

@@ -18,7 +18,11 @@ once, with its score, the score of every graded cell and, where something went w
 - megabytes of printed output are cut to ``MAX_OUTPUT_CHARS`` per output in the feedback.
 
 Each submission is graded by nbgrader in a child process with a course folder of its own (so
-workers share no gradebook and a crash takes down one submission only). Results are appended to
+workers share no gradebook and a crash takes down one submission only); its kernel runs in a
+sandbox (:mod:`vizlib.course.sandbox`: no course files, no network, limits on memory, processes and
+disk) and is watched between cells (:mod:`vizlib.course.guard`): a graded cell that ran while the
+student's code had replaced a check scores zero, and the reason says what was replaced where.
+``--shard K/N`` grades one of N slices and :func:`merge` joins the slices' folders. Results are appended to
 ``.state/results.jsonl`` in the output folder as each submission finishes, keyed by the
 submission's SHA-256, the assignment's tests (the SHA-256 of its source folder), vizlib's version
 and the mode: a second run grades only new or changed submissions, and all of them again after a
@@ -39,16 +43,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import __version__, cli
+from .. import __version__, cli, config
+from . import sandbox
 from .grading import assignment_ids, cell_text, nbgrader_api, nbgrader_environment, scratch_course
 from .root import course_root
 
 MAX_OUTPUT_CHARS = 20_000
 STATE_FILE = Path(".state") / "results.jsonl"
-TEMPLATE_VERSION = 1
+SHARD_FILE = "shard.json"
+TEMPLATE_VERSION = 2
+UNSANDBOXED = "graded WITHOUT a sandbox: student code ran with the grader's rights"
 
 
 @dataclass(frozen=True)
@@ -244,8 +251,11 @@ def _cell_errors(nb: dict) -> dict[str, list[str]]:
     return errors
 
 
-def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_timeout: int) -> dict:
-    """Autograde one notebook with nbgrader in a copy of ``template``. Returns
+def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_timeout: int,
+              limits: dict | None = None) -> dict:
+    """Autograde one notebook with nbgrader in a copy of ``template``, its kernel in a sandbox under
+    ``limits`` (:class:`~vizlib.course.sandbox.Limits` fields; empty or None: unsandboxed) and
+    watched by :mod:`vizlib.course.guard`. Returns
     ``{"cells": {grade_id: score}, "reasons": [...], "feedback": path or None}``."""
     from nbgrader.api import Gradebook
 
@@ -259,13 +269,19 @@ def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_tim
     target = course / "submitted" / student / assignment / facts["notebook"]
     target.parent.mkdir(parents=True)
     target.write_text(json.dumps(nb))
-    api = nbgrader_api(course, cell_timeout)
+    report = work / "replaced.json"
+    api = nbgrader_api(course, cell_timeout, untrusted=limits or {}, report=report)
     result = api.autograde(assignment, student, force=True, create=True)
+    try:
+        replaced = json.loads(report.read_text())
+    except (OSError, ValueError):
+        replaced = []
+    reasons += [f"replaced {', '.join(r['replaced'])} in cell {r['cell']}" for r in replaced]
     if not result.get("success"):
         log = (result.get("log") or "") + (result.get("error") or "")
         if "DeadKernelError" in log or "Kernel died" in log:
-            return _zero(facts, "the kernel died while running the notebook (e.g. os._exit, a crash "
-                                "or running out of memory): nothing could be graded")
+            return _zero(facts, "; ".join([*reasons, "the kernel died while running the notebook (e.g. os._exit, "
+                                "a crash, a killed process or running out of memory): nothing could be graded"]))
         last = [line.strip() for line in log.splitlines() if line.strip()][-1:] or ["unknown error"]
         return _zero(facts, f"nbgrader could not grade it: {last[0][:200]}")
     graded_nb = course / "autograded" / student / assignment / facts["notebook"]
@@ -303,9 +319,9 @@ def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_tim
 
 
 def _child(argv: list[str]) -> int:
-    """``python -m vizlib.course.classroom --one TEMPLATE STUDENT NOTEBOOK WORK TIMEOUT OUT``"""
-    template, student, notebook, work, timeout, out = argv
-    result = grade_one(Path(template), student, Path(notebook), Path(work), int(timeout))
+    """``python -m vizlib.course.classroom --one TEMPLATE STUDENT NOTEBOOK WORK TIMEOUT LIMITS OUT``"""
+    template, student, notebook, work, timeout, limits, out = argv
+    result = grade_one(Path(template), student, Path(notebook), Path(work), int(timeout), json.loads(limits))
     Path(out).write_text(json.dumps(result))
     return 0
 
@@ -315,7 +331,7 @@ def _child(argv: list[str]) -> int:
 # ----------------------------------------------------------------------------------------
 
 def _run_child(template: Path, sub: Submission, cell_timeout: int, budget: float,
-               feedback_dir: Path, quick: bool) -> dict:
+               feedback_dir: Path, quick: bool, limits: dict | None) -> dict:
     facts = json.loads((template / "facts.json").read_text())
     if sub.notebook is None:
         return _zero(facts, sub.problem)
@@ -327,7 +343,7 @@ def _run_child(template: Path, sub: Submission, cell_timeout: int, budget: float
             env["VIZLIB_QUICK"] = "1"
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         cmd = [sys.executable, "-m", "vizlib.course.classroom", "--one", str(template), "student",
-               str(sub.notebook.resolve()), str(work), str(cell_timeout), str(out)]
+               str(sub.notebook.resolve()), str(work), str(cell_timeout), json.dumps(limits or {}), str(out)]
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
@@ -379,9 +395,11 @@ def _write_csv(path: Path, records: list[dict], graded: dict[str, float]) -> Non
         total = sum(graded.values())
         for r in records:
             cells = r["result"]["cells"]
+            reasons = list(r["result"]["reasons"])
+            if r.get("sandboxed") is False:
+                reasons.append(UNSANDBOXED)
             writer.writerow([r["student"], r["entry"], f"{sum(cells.values()):g}", f"{total:g}",
-                             *(f"{cells.get(k, 0.0):g}" for k in graded),
-                             "; ".join(r["result"]["reasons"])])
+                             *(f"{cells.get(k, 0.0):g}" for k in graded), "; ".join(reasons)])
     os.replace(tmp, path)
 
 
@@ -407,14 +425,46 @@ def _regrade_reason(previous: dict | None, record_key: dict) -> str:
         return "the assignment's tests changed"
     if previous.get("vizlib") != record_key["vizlib"]:
         return f"vizlib changed ({previous.get('vizlib', 'unknown')} -> {record_key['vizlib']})"
+    if previous.get("sandboxed", True) != record_key["sandboxed"]:
+        return "sandboxing changed"
     if previous.get("quick") != record_key["quick"]:
         return "quick/full mode changed"
     return ""
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/3"`` -> ``(2, 3)``; refuses anything but ``K/N`` with 1 <= K <= N."""
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N (e.g. 2/3), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def shard_of(subs: list[Submission], shard: tuple[int, int] | None) -> list[Submission]:
+    """The ``K``-th of ``N`` deterministic slices of the class: every N-th submission in the sorted
+    order of the folder's entries, starting at the K-th. The N slices cover the class exactly once."""
+    if shard is None:
+        return list(subs)
+    k, n = shard
+    return [s for i, s in enumerate(subs) if i % n == k - 1]
+
+
+def sandbox_policy(sandboxed: bool | None = None) -> tuple[bool, str]:
+    """Whether kernels run sandboxed: ``sandboxed`` None means "wherever it can". Returns
+    ``(sandboxed, why not)``; asking for a sandbox the machine cannot give raises ``RuntimeError``."""
+    why = sandbox.unavailable() if sandboxed is not False else "turned off by the caller"
+    if sandboxed and why:
+        raise RuntimeError(f"cannot sandbox student code here: {why}")
+    return not why, why
+
+
 def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | None = None,
                 jobs: int | None = None, cell_timeout: int = 60, budget: float | None = None,
-                quick: bool = True, progress: bool = True) -> dict:
+                quick: bool = True, progress: bool = True, limits: sandbox.Limits | None = None,
+                sandboxed: bool | None = None, shard: tuple[int, int] | None = None) -> dict:
     """Autograde every submission in ``submissions`` and write ``out/grades.csv`` and
     ``out/feedback/<student>.html``.
 
@@ -428,20 +478,31 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | N
             ``cell_timeout``); past it the grader is killed and the submission scores zero.
         quick: run the notebooks with ``VIZLIB_QUICK=1``.
         root: the course folder (default: :func:`~vizlib.course.root.course_root`).
+        limits: what each submission's kernel may use (default :class:`~vizlib.course.sandbox.Limits`).
+        sandboxed: True: refuse to grade without the sandbox; None: sandbox where the machine
+            allows it, else grade unsandboxed with a loud warning and a note in every row; False: never.
+        shard: ``(K, N)``: grade only the K-th of N slices (:func:`shard_of`) and record it in
+            ``out/shard.json`` for :func:`merge`.
 
     A submission is graded again when it is new or changed, or when what its last grade depended
-    on changed: the assignment's tests (its source notebook), vizlib's version or the mode.
+    on changed: the assignment's tests (its source notebook), vizlib's version, the mode or the sandbox.
 
     Returns:
         ``{"csv": path, "graded": n, "unchanged": n, "why": {reason: n}, "seconds": s,
-        "per_minute": rate}``.
+        "per_minute": rate, "sandboxed": bool}``.
     """
     start = time.perf_counter()
     root = course_root(root)
     if assignment not in assignment_ids(root):
         raise ValueError(f"unknown assignment {assignment!r}; the course at {root} has {assignment_ids(root)}")
     out = Path(out)
-    subs = find_submissions(Path(submissions), assignment)
+    everyone = find_submissions(Path(submissions), assignment)
+    subs = shard_of(everyone, shard)
+    boxed, why_not = sandbox_policy(sandboxed)
+    if not boxed:
+        config.warn(f"grading {assignment} WITHOUT a sandbox ({why_not}): student code runs with your "
+                    "rights and can read, write and reach whatever you can; grades.csv says so in every row")
+    limits = limits or sandbox.Limits()
     state_path = out / STATE_FILE
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state = _load_state(state_path)
@@ -453,16 +514,17 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | N
         budget = budget or cell_timeout * (n_cells + 4) + 120
         tests = tests_digest(assignment, root)  # once: it hashes the whole source folder
         keys = {s.student: {"assignment": assignment, "sha256": _digest(s), "tests": tests,
-                            "vizlib": __version__, "quick": quick} for s in subs}
+                            "vizlib": __version__, "quick": quick, "sandboxed": boxed} for s in subs}
         why = {s.student: _regrade_reason(state.get(s.student), keys[s.student]) for s in subs}
         todo = [s for s in subs if why[s.student]]
         bar = None
         if progress and todo:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(todo), desc=f"grading {assignment}", unit="submission")
+        child_limits = asdict(limits) if boxed else {}
         with cf.ThreadPoolExecutor(jobs) as pool:
             futures = {pool.submit(_run_child, template, s, cell_timeout, budget,
-                                   out / "feedback", quick): s for s in todo}
+                                   out / "feedback", quick, child_limits): s for s in todo}
             for future in cf.as_completed(futures):
                 sub = futures[future]
                 try:
@@ -480,24 +542,94 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, root: Path | N
     records = [state[s.student] for s in subs]
     csv_path = out / "grades.csv"
     _write_csv(csv_path, records, facts["graded"])
+    if shard is not None:
+        (out / SHARD_FILE).write_text(json.dumps({
+            "assignment": assignment, "shard": list(shard), "class": [s.student for s in everyone],
+            "students": [s.student for s in subs], "graded": facts["graded"], "tests": tests,
+            "vizlib": __version__, "quick": quick}, indent=1))
+    else:
+        (out / SHARD_FILE).unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     reasons: dict[str, int] = {}
     for s in todo:
         reasons[why[s.student]] = reasons.get(why[s.student], 0) + 1
     return {"csv": csv_path, "graded": len(todo), "unchanged": len(subs) - len(todo), "why": reasons,
-            "seconds": seconds, "per_minute": len(todo) / seconds * 60 if todo else 0.0}
+            "seconds": seconds, "per_minute": len(todo) / seconds * 60 if todo else 0.0, "sandboxed": boxed}
+
+
+def merge(shards: list[Path], out: Path) -> Path:
+    """Join the output folders of ``vizlib grade --shard K/N`` runs into ``out/grades.csv`` (and
+    ``out/feedback/``), exactly once per student, as one unsharded run would have written it.
+
+    Refuses (``ValueError``) shards of different classes, assignments, tests, vizlib versions or
+    modes, a shard given twice, a missing shard, and a shard whose grades are incomplete.
+    """
+    if not shards:
+        raise ValueError("--merge needs the output folders of the shards")
+    infos = []
+    for folder in map(Path, shards):
+        try:
+            infos.append((folder, json.loads((folder / SHARD_FILE).read_text())))
+        except (OSError, ValueError):
+            raise ValueError(f"{folder} is not the output of a sharded run (no readable {SHARD_FILE})") from None
+    first = infos[0][1]
+    n = first["shard"][1]
+    seen: dict[int, Path] = {}
+    for folder, info in infos:
+        for key in ("assignment", "class", "graded", "tests", "vizlib", "quick"):
+            if info[key] != first[key]:
+                raise ValueError(f"{folder} and {infos[0][0]} graded different {key}s: they cannot be merged")
+        k, n_here = info["shard"]
+        if n_here != n:
+            raise ValueError(f"{folder} is shard {k}/{n_here}, but {infos[0][0]} is one of {n}")
+        if k in seen:
+            raise ValueError(f"shard {k}/{n} given twice: {seen[k]} and {folder}")
+        seen[k] = folder
+    missing = [f"{k}/{n}" for k in range(1, n + 1) if k not in seen]
+    if missing:
+        raise ValueError(f"missing shard {', '.join(missing)}: every one of the {n} is needed")
+    records: dict[str, dict] = {}
+    for folder, info in infos:
+        state = _load_state(folder / STATE_FILE)
+        for student in info["students"]:
+            if student in records:
+                raise ValueError(f"{student} was graded by two shards")
+            if student not in state:
+                raise ValueError(f"{folder} (shard {info['shard'][0]}/{n}) is incomplete: no grade for {student}")
+            records[student] = state[student]
+        for page in (folder / "feedback").glob("*.html") if (folder / "feedback").is_dir() else ():
+            if page.stem in info["students"]:
+                (out / "feedback").mkdir(parents=True, exist_ok=True)
+                shutil.copy(page, out / "feedback" / page.name)
+    lost = [s for s in first["class"] if s not in records]
+    if lost:
+        raise ValueError(f"no shard graded {', '.join(lost[:5])}")
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "grades.csv"
+    _write_csv(csv_path, [records[s] for s in first["class"]], first["graded"])
+    return csv_path
 
 
 def add_arguments(parser) -> None:
-    """``vizlib grade ASSIGNMENT SUBMISSIONS [-o OUT] ...``."""
-    parser.description = ("Autograde a folder of submissions with nbgrader, in parallel: writes OUT/grades.csv "
-                          "and OUT/feedback/<student>.html; a second run grades only new or changed submissions.")
-    parser.add_argument("assignment", help="e.g. assignment1")
-    parser.add_argument("submissions", help="folder with one notebook or folder per student")
+    """``vizlib grade ASSIGNMENT SUBMISSIONS [-o OUT] ...`` and ``vizlib grade --merge OUT1 OUT2 ... -o OUT``."""
+    parser.description = ("Autograde a folder of submissions with nbgrader, in parallel, each kernel in a sandbox: "
+                          "writes OUT/grades.csv and OUT/feedback/<student>.html; a second run grades only new or "
+                          "changed submissions.")
+    parser.add_argument("assignment", nargs="?", help="e.g. assignment1")
+    parser.add_argument("submissions", nargs="?", help="folder with one notebook or folder per student")
     parser.add_argument("-o", "--out", default="grades", help="output folder (default: grades/)")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: cores)")
     parser.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
     parser.add_argument("--full", action="store_true", help="run notebooks in full mode, not quick mode")
+    defaults = sandbox.Limits()
+    parser.add_argument("--memory", default=f"{defaults.memory >> 30}G",
+                        help=f"memory of each submission's sandbox (default {defaults.memory >> 30}G)")
+    parser.add_argument("--tasks", type=int, default=defaults.tasks,
+                        help=f"processes and threads in each sandbox (default {defaults.tasks})")
+    parser.add_argument("--shard", help="K/N: grade only the K-th of N deterministic slices of the class "
+                                        "(join the N output folders with --merge)")
+    parser.add_argument("--merge", nargs="+", metavar="SHARD_OUT",
+                        help="instead of grading: join the output folders of --shard runs into -o OUT")
     parser.add_argument("--course", help="the course folder whose tests grade (default: the one with "
                                          "nbgrader_config.py at or above the current directory)")
     parser.set_defaults(run=_grade_command)
@@ -505,17 +637,30 @@ def add_arguments(parser) -> None:
 
 def _grade_command(args) -> int:
     try:
+        if args.merge:
+            if args.assignment or args.submissions:
+                raise ValueError("--merge takes only the shards' output folders and -o OUT")
+            print(f"merged {len(args.merge)} shards -> {merge([Path(p) for p in args.merge], Path(args.out))}")
+            return 0
+        if not (args.assignment and args.submissions):
+            raise ValueError("give ASSIGNMENT and SUBMISSIONS (or --merge OUT1 OUT2 ...)")
+        shard = parse_shard(args.shard) if args.shard else None
+        if args.tasks < 16:
+            raise ValueError(f"--tasks must be at least 16 (a kernel runs several threads), got {args.tasks}")
+        limits = sandbox.Limits(memory=sandbox.parse_size(args.memory), tasks=args.tasks)
         root = course_root(args.course)
         print(f"course: {root}")
         summary = grade_class(args.assignment, Path(args.submissions), Path(args.out), jobs=args.jobs,
-                              cell_timeout=args.cell_timeout, quick=not args.full, root=root)
+                              cell_timeout=args.cell_timeout, quick=not args.full, root=root,
+                              limits=limits, shard=shard)
     except (FileNotFoundError, ValueError) as exc:  # CourseNotFoundError is a ValueError
         print(f"vizlib grade: {exc}", file=sys.stderr)
         return 2
     why = ", ".join(f"{n} {reason}" if reason in ("new", "changed") else f"{n}: {reason}"
                     for reason, n in summary["why"].items())
     print(f"graded {summary['graded']} submissions ({why + '; ' if why else ''}{summary['unchanged']} unchanged) "
-          f"in {summary['seconds']:.0f} s, {summary['per_minute']:.1f} per minute -> {summary['csv']}")
+          f"in {summary['seconds']:.0f} s, {summary['per_minute']:.1f} per minute"
+          f"{'' if summary['sandboxed'] else ' WITHOUT a sandbox'} -> {summary['csv']}")
     return 0
 
 

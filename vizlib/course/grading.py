@@ -56,8 +56,18 @@ def _cell_limit(timeout: int):
     return limit
 
 
-def nbgrader_api(course: Path, timeout: int = 300):
+def nbgrader_api(course: Path, timeout: int = 300, untrusted: dict | None = None, report: Path | None = None):
+    """nbgrader's API on the course folder ``course``, with ``timeout`` seconds per cell.
+
+    ``untrusted``: grade student code with :class:`~vizlib.course.execute.GuardedExecute` (the
+    watch between cells, capped output) and, when the dict holds sandbox limits
+    (:class:`~vizlib.course.sandbox.Limits` fields), a sandboxed kernel; ``None``: nbgrader's own
+    ``Execute`` (the course's own notebooks). ``report``: where GuardedExecute writes what the
+    notebook replaced (JSON).
+    """
     from nbgrader.apps import NbGraderAPI
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute
     from traitlets.config import Config
 
     c = Config()
@@ -67,6 +77,13 @@ def nbgrader_api(course: Path, timeout: int = 300):
     c.Execute.timeout = timeout
     c.Execute.timeout_func = _cell_limit(timeout)
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    if untrusted is not None:
+        from .execute import GuardedExecute
+
+        c.Autograde.autograde_preprocessors = [GuardedExecute if p is Execute else p
+                                               for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+        c.GuardedExecute.limits = dict(untrusted)
+        c.GuardedExecute.report = str(report or "")
     return NbGraderAPI(config=c)
 
 
