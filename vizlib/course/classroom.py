@@ -239,6 +239,14 @@ def _cap_outputs(nb: dict) -> int:
     return cut
 
 
+def _dropped_while_running(nb: dict) -> int:
+    """Characters the grader dropped as they arrived (:data:`vizlib.course.execute.MAX_CELL_OUTPUT`)."""
+    import re
+    return sum(int(m.replace(",", "")) for cell in nb.get("cells", []) for out in cell.get("outputs", [])
+               for m in re.findall(r"\[([\d,]+) characters of output dropped by the grader\]",
+                                   "".join(out.get("text", ""))))
+
+
 def _cell_errors(nb: dict) -> dict[str, list[str]]:
     """grade_id -> names of the errors its execution raised (a timed-out cell shows
     ``KeyboardInterrupt`` then ``CellTimeoutError``)."""
@@ -286,7 +294,7 @@ def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_tim
         return _zero(facts, f"nbgrader could not grade it: {last[0][:200]}")
     graded_nb = course / "autograded" / student / assignment / facts["notebook"]
     out_nb = json.loads(graded_nb.read_text())
-    cut = _cap_outputs(out_nb)
+    cut = _cap_outputs(out_nb) + _dropped_while_running(out_nb)
     if cut:
         graded_nb.write_text(json.dumps(out_nb))
         reasons.append(f"printed too much: {cut:,} characters of output cut from the feedback")
