@@ -39,11 +39,15 @@ import os
 import re
 import resource
 import shutil
+import site
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import vizlib
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -126,13 +130,9 @@ def _namespace_args() -> list[str]:
 def _read_only_roots() -> list[Path]:
     """Folders the kernel needs to read: the Python installation, its packages and vizlib's folder
     (an editable install's source folder, never the course around it)."""
-    import vizlib
-
     roots = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent,
              Path(vizlib.__file__).resolve().parent}
-    import site
-    for p in [*site.getsitepackages(), site.getusersitepackages()]:
-        roots.add(Path(p))
+    roots.update(Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()])
     return sorted(r for r in roots if r.exists())
 
 
@@ -149,13 +149,15 @@ def bwrap_args(runtime: Path, limits: Limits, env: dict[str, str] | None = None)
             args += ["--ro-bind", str(path), str(path)]
     for name in ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    # the private /tmp first: the Python environment, vizlib or the socket folder may live under /tmp
+    # (a course cloned there), and a later mount would hide them
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(limits.scratch), "--tmpfs", "/tmp", "--dir", "/tmp/home"]
     for root in _read_only_roots():
         args += ["--ro-bind", str(root), str(root)]
     for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU, where there is one
         args += ["--dev-bind", str(device), str(device)]
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.scratch), "--tmpfs", "/tmp", "--dir", "/tmp/home",
-             "--bind", str(runtime), str(runtime), "--remount-ro", "/", "--chdir", "/tmp/home", "--clearenv"]
+    args += ["--bind", str(runtime), str(runtime), "--remount-ro", "/", "--chdir", "/tmp/home", "--clearenv"]
     for key in PASSED_ENV:
         if key in env:
             args += ["--setenv", key, env[key]]
@@ -191,7 +193,8 @@ class Cgroups:
                 self.paths.append(path)
                 (path / "pids.max").write_text(str(limits.tasks))
                 (path / "memory.max").write_text(str(limits.memory))
-                (path / "memory.swap.max").exists() and (path / "memory.swap.max").write_text("0")
+                if (path / "memory.swap.max").exists():
+                    (path / "memory.swap.max").write_text("0")
             elif _writable(_CGROUP_ROOT / "pids") and _writable(_CGROUP_ROOT / "memory"):
                 for controller, files in (("pids", {"pids.max": limits.tasks}),
                                           ("memory", {"memory.limit_in_bytes": limits.memory})):
@@ -218,7 +221,6 @@ class Cgroups:
                         os.kill(pid, 9)
                     except OSError:
                         pass
-                import time
                 time.sleep(0.02)
             try:
                 path.rmdir()
