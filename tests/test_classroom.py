@@ -60,7 +60,7 @@ def test_one_submission_of_every_kind_gets_the_expected_score_and_reason(tmp_pat
     if hostile:
         # the attacks on the grader itself; those on its resources (memory, fork bomb, disk, endless
         # printing) are checked at the sandbox in test_sandbox, and end to end in the slow class of 200
-        kinds += [k for k, *_ in synthetic.hostile_kinds(a, ROOT) if k not in RESOURCE_ATTACKS]
+        kinds += [k for k, *_ in synthetic.hostile_kinds(a) if k not in RESOURCE_ATTACKS]
     expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=len(kinds), kinds=kinds, hostile=hostile)
     assert len(expected) == len(kinds)
     canary = tmp_path / "elsewhere" / "grades.csv"  # another run's grades, which no submission may touch

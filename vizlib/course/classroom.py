@@ -239,14 +239,6 @@ def _cap_outputs(nb: dict) -> int:
     return cut
 
 
-def _dropped_while_running(nb: dict) -> int:
-    """Characters the grader dropped as they arrived (:data:`vizlib.course.execute.MAX_CELL_OUTPUT`)."""
-    import re
-    return sum(int(m.replace(",", "")) for cell in nb.get("cells", []) for out in cell.get("outputs", [])
-               for m in re.findall(r"\[([\d,]+) characters of output dropped by the grader\]",
-                                   "".join(out.get("text", ""))))
-
-
 def _cell_errors(nb: dict) -> dict[str, list[str]]:
     """grade_id -> names of the errors its execution raised (a timed-out cell shows
     ``KeyboardInterrupt`` then ``CellTimeoutError``)."""
@@ -277,14 +269,14 @@ def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_tim
     target = course / "submitted" / student / assignment / facts["notebook"]
     target.parent.mkdir(parents=True)
     target.write_text(json.dumps(nb))
-    report = work / "replaced.json"
+    report = work / "watch.json"
     api = nbgrader_api(course, cell_timeout, untrusted=limits or {}, report=report)
     result = api.autograde(assignment, student, force=True, create=True)
     try:
-        replaced = json.loads(report.read_text())
+        watched = json.loads(report.read_text())
     except (OSError, ValueError):
-        replaced = []
-    reasons += [f"replaced {', '.join(r['replaced'])} in cell {r['cell']}" for r in replaced]
+        watched = {"replaced": [], "dropped": 0}
+    reasons += [f"replaced {', '.join(r['replaced'])} in cell {r['cell']}" for r in watched["replaced"]]
     if not result.get("success"):
         log = (result.get("log") or "") + (result.get("error") or "")
         if "DeadKernelError" in log or "Kernel died" in log:
@@ -294,7 +286,7 @@ def grade_one(template: Path, student: str, notebook: Path, work: Path, cell_tim
         return _zero(facts, f"nbgrader could not grade it: {last[0][:200]}")
     graded_nb = course / "autograded" / student / assignment / facts["notebook"]
     out_nb = json.loads(graded_nb.read_text())
-    cut = _cap_outputs(out_nb) + _dropped_while_running(out_nb)
+    cut = _cap_outputs(out_nb) + watched["dropped"]
     if cut:
         graded_nb.write_text(json.dumps(out_nb))
         reasons.append(f"printed too much: {cut:,} characters of output cut from the feedback")

@@ -8,9 +8,10 @@ a submission (:func:`vizlib.course.grading.nbgrader_api` with ``untrusted=...``)
 - before any student code runs, and between cells, :mod:`vizlib.course.guard` records and restores
   what the tests rely on; a graded cell during which something was replaced gets an error output
   (so nbgrader scores it zero), and the file ``report`` lists ``{"cell": ..., "replaced": [...]}``
-  for the grade's reason;
+  under ``"replaced"`` for the grade's reason;
 - a cell's printed output is kept up to ``MAX_CELL_OUTPUT`` characters in the grader's memory,
-  the rest dropped as it arrives (gigabytes of printing cannot exhaust the grader).
+  the rest dropped as it arrives (gigabytes of printing cannot exhaust the grader) and counted in
+  the report's ``"dropped"``.
 """
 from __future__ import annotations
 
@@ -19,11 +20,9 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.utils import ensure_async
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
@@ -67,7 +66,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         :meth:`runtime_bytes` is watched between cells."""
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             try:
-                os.chmod(self.runtime, 0o755)
+                os.chmod(self.runtime, 0o500)
                 os.chown(self.runtime, 65534, 65534)
             except OSError:
                 pass
@@ -94,7 +93,7 @@ class GuardedExecute(Execute):
     """nbgrader's ``Execute`` with a sandboxed kernel (when ``limits`` is set), the guard and capped output."""
 
     limits = Dict(config=True, help="sandbox limits; empty: run the kernel unsandboxed")
-    report = Unicode("", config=True, help="file to write the list of replacements to (JSON)")
+    report = Unicode("", config=True, help="file to write the replacements and the dropped output to (JSON)")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -116,26 +115,23 @@ class GuardedExecute(Execute):
             if isinstance(self.km, SandboxedKernelManager):
                 self.km.release()
             if self.report:
-                Path(self.report).write_text(json.dumps(self._tampering))
+                Path(self.report).write_text(json.dumps({"replaced": self._tampering,
+                                                         "dropped": sum(self._dropped.values())}))
         return nb, resources
 
     # -- the guard ---------------------------------------------------------------------------
     async def _guard(self, action: str, cell: str = "", locked: bool = False) -> list[str] | None:
         """Run one guard step in the kernel; the names it reports, or None if it could not run."""
         expr = f"__import__('vizlib.course.guard', fromlist=['step']).step({action!r}, {cell!r}, {locked!r})"
+        msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions={"r": expr})
+        reply = await self.async_wait_for_reply(msg_id)  # a dead kernel raises, as for a cell
         try:
-            msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions={"r": expr})
-            deadline = time.monotonic() + max(60, self.timeout or 60)
-            while True:
-                reply = await ensure_async(self.kc.get_shell_msg(timeout=max(1, deadline - time.monotonic())))
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
             value = reply["content"]["user_expressions"]["r"]
             result = json.loads(ast.literal_eval(value["data"]["text/plain"]))
             if result.get("ok") is not True:
                 return None
             return [str(n) for n in result["changed"]]
-        except Exception:  # noqa: BLE001 -- any failure means the guard was defeated
+        except Exception:  # noqa: BLE001 -- any other answer means the guard was defeated
             return None
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):

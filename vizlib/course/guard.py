@@ -17,7 +17,9 @@ Watched: ``builtins``, ``math``, ``operator``, ``sys``, ``threading``'s profile 
 (with ``nn.functional``, ``testing``, ``linalg``, ``Tensor`` and its C base, ``nn.Module``), ``numpy``
 (with ``testing``, ``linalg``, ``random``), ``vizlib.course.checks``; IPython's cell-running methods,
 input and AST transformers, event callbacks, traceback display, the kernel's request handlers.
-The grader zeroes a graded cell during which anything changed. A determined attacker who reads this
+A library wrapping its own function (``torch._dynamo`` wraps ``torch.manual_seed`` when some import
+pulls it in) and matplotlib's inline backend registering its callbacks are not replacements. The
+grader zeroes a graded cell during which anything else changed. A determined attacker who reads this
 module could still subvert it from inside the process; the sandbox (:mod:`vizlib.course.sandbox`)
 bounds what such code can reach, and the README states this trust model.
 """
@@ -25,13 +27,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+from functools import partial
+from typing import Callable
 
 _MODULES = ("builtins", "math", "operator", "sys", "torch", "torch.nn.functional", "torch.testing",
             "torch.linalg", "numpy", "numpy.testing", "numpy.linalg", "vizlib.course.checks")
-#: imported before the originals are recorded: importing them replaces watched attributes
-#: (``torch._dynamo`` wraps ``torch.manual_seed``), as any library import may do later
-_SELF_PATCHING = ("torch._dynamo",)
 _CLASSES = (("torch", "Tensor"), ("torch._C", "TensorBase"), ("torch.nn", "Module"))
 _SKIP = {"builtins": {"_", "__", "___"},
          "sys": {"last_type", "last_value", "last_traceback", "last_exc", "ps1", "ps2", "_", "argv",
@@ -49,9 +51,7 @@ _MISSING = object()
 
 class _Guard:
     def __init__(self):
-        import matplotlib.pyplot  # noqa: F401 -- activates the inline backend (it registers callbacks)
-
-        for name in (*_MODULES, *_SELF_PATCHING):
+        for name in _MODULES:
             try:
                 importlib.import_module(name)
             except ImportError:
@@ -60,59 +60,75 @@ class _Guard:
         self.original = self._take()
         self.seen = dict(self.original)
 
-    # -- what is watched, as {name: value} ---------------------------------------------------
-    def _take(self) -> dict[str, object]:
-        state: dict[str, object] = {}
+    # -- what is watched, as {name: (value, how to put a value back)} --------------------------
+    def _take(self) -> dict[str, tuple[object, Callable]]:
+        state: dict[str, tuple[object, Callable]] = {}
         for name in _MODULES:
             module = sys.modules.get(name)
             if module is None:
                 continue
-            state[f"sys.modules[{name!r}]"] = module
+            state[f"sys.modules[{name!r}]"] = (module, partial(sys.modules.__setitem__, name))
             skip = _SKIP.get(name, ())
             for key, value in list(vars(module).items()):
                 if key not in skip:
-                    state[f"{name}.{key}"] = value
-        state["threading.setprofile hook"] = getattr(sys.modules.get("threading"), "_profile_hook", None)
-        state["sys.gettrace()"] = sys.gettrace()
-        state["sys.getprofile()"] = sys.getprofile()
+                    state[f"{name}.{key}"] = (value, partial(setattr, module, key))
+        threading = sys.modules.get("threading")
+        state["threading.setprofile hook"] = (getattr(threading, "_profile_hook", None),
+                                              partial(setattr, threading, "_profile_hook"))
+        state["sys.gettrace()"] = (sys.gettrace(), sys.settrace)
+        state["sys.getprofile()"] = (sys.getprofile(), sys.setprofile)
         for module, cls in _CLASSES:
             klass = getattr(sys.modules.get(module), cls, None)
             if klass is not None:
                 for key, value in list(vars(klass).items()):
-                    state[f"{module}.{cls}.{key}"] = value
-                state[f"{module}.{cls}"] = klass
+                    state[f"{module}.{cls}.{key}"] = (value, partial(setattr, klass, key))
+                state[f"{module}.{cls}"] = (klass, partial(setattr, sys.modules[module], cls))
         shell = _shell()
         if shell is not None:
-            for name in _SHELL_METHODS:
-                state[f"IPython's {name}"] = getattr(type(shell), name, None)
-                state[f"IPython's {name} (instance)"] = vars(shell).get(name, _MISSING)
+            self._take_methods(state, "IPython's", shell, _SHELL_METHODS)
             for name in _SHELL_OBJECTS:
-                state[f"IPython's {name}"] = getattr(shell, name, None)
-            state["IPython's compile flags"] = getattr(getattr(shell, "compile", None), "flags", None)
+                state[f"IPython's {name}"] = (getattr(shell, name, None), partial(setattr, shell, name))
+            compiler = getattr(shell, "compile", None)
+            state["IPython's compile flags"] = (getattr(compiler, "flags", None), partial(setattr, compiler, "flags"))
             for name in _SHELL_LISTS:
                 value = getattr(shell, name, None)
-                state[f"IPython's {name}"] = value
-                state[f"IPython's {name} contents"] = tuple(value) if isinstance(value, list) else None
+                state[f"IPython's {name}"] = (value, partial(setattr, shell, name))
+                if isinstance(value, list):
+                    state[f"IPython's {name} contents"] = (tuple(value), partial(_refill, value))
             callbacks = getattr(getattr(shell, "events", None), "callbacks", {}) or {}
             for event, funcs in callbacks.items():
-                state[f"IPython's {event} callbacks"] = tuple(funcs)
+                # matplotlib's inline backend registers its own when pyplot is first imported
+                state[f"IPython's {event} callbacks"] = (tuple(f for f in funcs if not _inline_backend(f)),
+                                                         partial(_refill_callbacks, funcs))
             kernel = getattr(shell, "kernel", None)
             if kernel is not None:
-                for name in _KERNEL_METHODS:
-                    state[f"the kernel's {name}"] = getattr(type(kernel), name, None)
-                    state[f"the kernel's {name} (instance)"] = vars(kernel).get(name, _MISSING)
-                for key, value in (getattr(kernel, "shell_handlers", None) or {}).items():
-                    state[f"the kernel's {key} handler"] = value
-            ns = shell.user_ns
-            for key, value in self.protected.items():
-                state[f"the notebook's {key}"] = ns.get(key, _MISSING)
+                self._take_methods(state, "the kernel's", kernel, _KERNEL_METHODS)
+                handlers = getattr(kernel, "shell_handlers", None) or {}
+                for key, value in handlers.items():
+                    state[f"the kernel's {key} handler"] = (value, partial(handlers.__setitem__, key))
+            for key in self.protected:
+                state[f"the notebook's {key}"] = (shell.user_ns.get(key, _MISSING),
+                                                  partial(shell.user_ns.__setitem__, key))
         return state
+
+    @staticmethod
+    def _take_methods(state: dict, owner: str, obj, names) -> None:
+        """``obj``'s methods ``names``: on its class, and any instance attribute shadowing them."""
+        for name in names:
+            state[f"{owner} {name}"] = (getattr(type(obj), name, None), partial(setattr, type(obj), name))
+            state[f"{owner} {name} (instance)"] = (vars(obj).get(name, _MISSING), partial(_set_instance, obj, name))
 
     # -- the three steps ----------------------------------------------------------------------
     def check(self, locked: bool) -> list[str]:
         now = self._take()
-        changed = [name for name, value in now.items()
-                   if name in self.seen and not _same(value, self.seen[name])]
+        changed = []
+        for name, (value, _) in now.items():
+            if name not in self.seen or _same(value, self.seen[name][0]):
+                continue
+            if _library_rewrap(name, value, self.seen[name][0]):
+                self.original[name] = now[name]
+            else:
+                changed.append(name)
         changed += [name for name in self.seen if name not in now]
         # a class gained an attribute (Tensor.__eq__ defined on the Python class, say)
         changed += [name for name in now if name not in self.seen and name.count(".") >= 2
@@ -133,15 +149,17 @@ class _Guard:
                 continue
             if isinstance(value, (types.ModuleType, types.FunctionType, type)) and key not in self.protected:
                 self.protected[key] = value
-                self.original[f"the notebook's {key}"] = value
-                self.seen[f"the notebook's {key}"] = value
+                entry = (value, partial(shell.user_ns.__setitem__, key))
+                self.original[f"the notebook's {key}"] = self.seen[f"the notebook's {key}"] = entry
 
     def restore(self) -> None:
-        shell = _shell()
-        for name, value in self.original.items():
-            if _same(self.seen.get(name, _MISSING), value):
+        for name, (value, put_back) in self.original.items():
+            if name in self.seen and _same(self.seen[name][0], value):
                 continue
-            _put_back(name, value, shell)
+            try:
+                put_back(value)
+            except Exception:  # noqa: BLE001 -- what cannot be undone stays reported by the next check
+                pass
         for module, cls in _CLASSES:  # attributes a class gained
             klass = getattr(sys.modules.get(module), cls, None)
             if klass is not None:
@@ -169,61 +187,40 @@ def _plain(name: str) -> str:
     return name.replace(" (instance)", "").replace(" contents", "")
 
 
-def _put_back(name: str, value, shell) -> None:
-    """Undo one change recorded under ``name`` (best effort: what cannot be undone stays reported)."""
-    try:
-        if name.startswith("sys.modules["):
-            sys.modules[name[len("sys.modules['"):-2]] = value
-        elif name.startswith("the notebook's "):
-            shell.user_ns[name[len("the notebook's "):]] = value
-        elif name.startswith("IPython's ") and shell is not None:
-            attr = name[len("IPython's "):]
-            if attr.endswith(" callbacks"):
-                shell.events.callbacks[attr[:-len(" callbacks")]][:] = list(value)
-            elif attr.endswith(" contents"):
-                getattr(shell, attr[:-len(" contents")])[:] = list(value)
-            elif attr.endswith(" (instance)"):
-                attr = attr[:-len(" (instance)")]
-                if value is _MISSING:
-                    vars(shell).pop(attr, None)
-                else:
-                    vars(shell)[attr] = value
-            elif attr == "compile flags":
-                shell.compile.flags = value
-            elif attr in _SHELL_METHODS:
-                setattr(type(shell), attr, value)
-            else:
-                setattr(shell, attr, value)
-        elif name.startswith("the kernel's ") and shell is not None:
-            kernel = shell.kernel
-            attr = name[len("the kernel's "):]
-            if attr.endswith(" handler"):
-                kernel.shell_handlers[attr[:-len(" handler")]] = value
-            elif attr.endswith(" (instance)"):
-                attr = attr[:-len(" (instance)")]
-                if value is _MISSING:
-                    vars(kernel).pop(attr, None)
-                else:
-                    vars(kernel)[attr] = value
-            else:
-                setattr(type(kernel), attr, value)
-        elif name == "sys.gettrace()":
-            sys.settrace(value)
-        elif name == "sys.getprofile()":
-            sys.setprofile(value)
-        elif name == "threading.setprofile hook":
-            sys.modules["threading"]._profile_hook = value
-        else:
-            for module, cls in _CLASSES:
-                prefix = f"{module}.{cls}."
-                if name.startswith(prefix):
-                    setattr(getattr(sys.modules[module], cls), name[len(prefix):], value)
-                    return
-            module, _, attr = name.rpartition(".")
-            if module in sys.modules:
-                setattr(sys.modules[module], attr, value)
-    except Exception:  # noqa: BLE001 -- never let a restore break the grading
-        pass
+def _refill(items: list, value: tuple) -> None:
+    """Put a list's recorded contents back into that same list."""
+    items[:] = value
+
+
+def _refill_callbacks(funcs: list, value: tuple) -> None:
+    """Put an event's recorded callbacks back, keeping those of matplotlib's inline backend."""
+    funcs[:] = [*value, *(f for f in funcs if _inline_backend(f))]
+
+
+def _inline_backend(func) -> bool:
+    """``func`` is one of the functions of matplotlib's inline backend module (by identity)."""
+    module = sys.modules.get("matplotlib_inline.backend_inline")
+    return module is not None and any(func is v for v in vars(module).values())
+
+
+def _library_rewrap(name: str, new, old) -> bool:
+    """A library wrapping its own function, as ``torch._dynamo`` wraps ``torch.manual_seed`` when it
+    is imported: the new value wraps the old one (``__wrapped__``) and its code lives in the package
+    the attribute belongs to."""
+    package = sys.modules.get(name.split(".")[0])
+    code = getattr(new, "__code__", None)
+    if getattr(new, "__wrapped__", None) is not old or code is None or package is None:
+        return False
+    folder = os.path.dirname(getattr(package, "__file__", None) or "") + os.sep
+    return folder != os.sep and os.path.abspath(code.co_filename).startswith(folder)
+
+
+def _set_instance(obj, name: str, value) -> None:
+    """Restore an instance attribute (``_MISSING``: there was none; the class's method applies)."""
+    if value is _MISSING:
+        vars(obj).pop(name, None)
+    else:
+        vars(obj)[name] = value
 
 
 def _shell():

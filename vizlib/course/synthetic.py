@@ -235,7 +235,7 @@ def _wrong_first(a: _Assignment) -> str:
     return f"{header}\n    import torch\n    return torch.zeros_like({arg}) if torch.is_tensor({arg}) else None\n"
 
 
-def hostile_kinds(a: _Assignment, root: Path):
+def hostile_kinds(a: _Assignment):
     """``(kind, make(dest, student), expected score, reason phrase, at_most)`` for every attack on the
     grader a submission can try, on assignment ``a``: the attack is placed in an answer cell, and the
     expected score is what the honest rest of the notebook earns."""
@@ -297,7 +297,7 @@ def make_class(assignment: str, dest: Path, n: int = 200, seed: int = 0, root: P
     subs.mkdir(parents=True, exist_ok=False)
     makers = [(kind, make, score, reason, False) for kind, make, score, reason in failure_kinds(a, root)]
     if hostile:
-        makers += hostile_kinds(a, root)
+        makers += hostile_kinds(a)
     for m in mistakes(assignment, root):
         def make(d, s, m=m):
             _write(d, s, a.notebook(replace={m.cell: m.apply(a.solutions[m.cell])}), a.name)
