@@ -75,3 +75,97 @@ def reference_calls(*modules: str | ModuleType) -> Iterator[list[str]]:
     finally:
         sys.setprofile(previous)
         threading.setprofile(previous_thread)
+
+
+# ----------------------------------------------------------------------------------------
+# "Leave the model and the inputs as you found them"
+# ----------------------------------------------------------------------------------------
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _same_tensor(a, b) -> bool:
+    import torch
+
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(torch.equal(a, b) or torch.equal(torch.isnan(a), torch.isnan(b))
+                    and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0)))
+    return bool(torch.equal(a, b))
+
+
+def _snapshot(value, name: str, out: dict) -> None:
+    """Everything about ``value`` a function must leave alone, as ``{description: state}``."""
+    import torch
+    from torch import nn
+
+    if isinstance(value, torch.Tensor):
+        out[f"the values of {name}"] = value.detach().clone()
+        out[f"{name}.requires_grad"] = value.requires_grad
+        out[f"{name}.grad"] = None if value.grad is None else value.grad.detach().clone()
+        out[f"the dtype and shape of {name}"] = (value.dtype, tuple(value.shape))
+    elif isinstance(value, nn.Module):
+        for p_name, p in value.named_parameters():
+            _snapshot(p, f"{name}.{p_name}", out)
+        for b_name, b in value.named_buffers():
+            out[f"the values of {name}.{b_name}"] = b.detach().clone()
+        for m_name, m in value.named_modules():
+            where = f"{name}.{m_name}" if m_name else name
+            out[f"the train/eval mode of {where}"] = m.training
+            out[f"the hooks on {where}"] = tuple(tuple(getattr(m, d, {}).keys()) for d in _HOOK_DICTS)
+        glob = nn.modules.module
+        out["the global module hooks"] = tuple(len(getattr(glob, d, {})) for d in
+                                               ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                "_global_backward_hooks", "_global_backward_pre_hooks"))
+    elif isinstance(value, dict):
+        out[f"the keys of {name}"] = list(value.keys())
+        for k, v in value.items():
+            _snapshot(v, f"{name}[{k!r}]", out)
+    elif isinstance(value, (list, tuple)):
+        out[f"the length of {name}"] = len(value)
+        for i, v in enumerate(value):
+            _snapshot(v, f"{name}[{i}]", out)
+    else:
+        out[f"{name}"] = value if isinstance(value, (int, float, str, bool, type(None))) else id(value)
+
+
+@contextmanager
+def untouched(**values) -> Iterator[None]:
+    """Assert that the block leaves every named value as it found it.
+
+        with untouched(model=net, x=x):
+            out = saliency_map(net, x, target)
+
+    For a tensor: its values, dtype, shape, ``requires_grad`` and ``.grad``; for a module: every
+    parameter (values, flags, ``.grad``), buffer, submodule's train/eval mode and hooks (and the
+    global module hooks); dicts, lists and tuples item by item. Raises ``AssertionError`` naming
+    what changed, e.g. ``"changed model.0.weight.requires_grad (True -> False)"``.
+    """
+    before: dict = {}
+    for name, value in values.items():
+        _snapshot(value, name, before)
+    yield
+    after: dict = {}
+    for name, value in values.items():
+        _snapshot(value, name, after)
+    import torch
+
+    changed = []
+    for key in before.keys() | after.keys():
+        a, b = before.get(key, "(absent)"), after.get(key, "(absent)")
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            same = _same_tensor(a, b)
+        elif isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            same = False
+        else:
+            same = a == b
+        if not same:
+            if key.startswith("the hooks on") and a != "(absent)" and b != "(absent)":
+                a, b = f"{sum(map(len, a))} hooks", f"{sum(map(len, b))} hooks"
+            show = not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and len(repr(a)) < 60
+            changed.append(f"{key}" + (f" ({a} -> {b})" if show else ""))
+    if changed:
+        raise AssertionError("changed " + "; ".join(sorted(changed)[:4])
+                             + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+                             + ": leave what you are given as you found it")

@@ -25,13 +25,18 @@ agree.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import operators
 from .grading import cell_text
 
 CELL_TIMEOUT = 30  # seconds any one cell may run in the harness
@@ -41,12 +46,15 @@ CELL_TIMEOUT = 30  # seconds any one cell may run in the harness
 class Mutant:
     """A wrong solution of one solution cell (``cell``, its grade_id): ``edits`` are ``(old, new)``
     replacements of the reference solution's text, or ``source`` replaces the whole cell; ``also``
-    names the graded cells of other parts it is expected to fail too."""
+    names the graded cells of other parts it is expected to fail too. A ``blind`` mutant was
+    written from the released text alone (``tests/mutants/blind/``): it must lose points on its own
+    part, and what it does to later parts is not declared."""
     name: str
     cell: str
     edits: tuple[tuple[str, str], ...] = ()
     source: str | None = None
     also: tuple[str, ...] = ()
+    blind: bool = False
 
     def apply(self, solution: str) -> str:
         """The student's cell: ``solution`` (the reference, markers stripped) with the mistake."""
@@ -60,30 +68,79 @@ class Mutant:
         return solution
 
 
+@dataclass(frozen=True)
+class Alternative:
+    """Another correct solution of ``cell`` (loops for vectorised code, float64 inside, another
+    valid order): it must keep full marks on every graded cell."""
+    name: str
+    cell: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A generic mutant (:mod:`vizlib.course.operators`) no test can tell from the solution, and why."""
+    cell: str
+    operator: str
+    where: str
+    reason: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.cell, self.operator, self.where
+
+
 def mutants_file(assignment: str, root: Path) -> Path:
     return Path(root) / "tests" / "mutants" / f"{assignment}.toml"
 
 
-def load_mutants(assignment: str, root: Path) -> list[Mutant]:
-    """The mutants of ``assignment`` kept in the course (``[]`` when it has none)."""
-    path = mutants_file(assignment, root)
+def blind_file(assignment: str, root: Path) -> Path:
+    return Path(root) / "tests" / "mutants" / "blind" / f"{assignment}.toml"
+
+
+def _entries(path: Path, section: str, required: set[str], allowed: set[str]) -> list[tuple[str, dict]]:
     if not path.exists():
         return []
-    entries = tomllib.loads(path.read_text()).get("mutant", [])
+    entries = tomllib.loads(path.read_text()).get(section, [])
     out = []
     for i, e in enumerate(entries):
-        where = f"{path.name}, mutant {i + 1} ({e.get('name', 'unnamed')!r})"
-        unknown = set(e) - {"name", "cell", "old", "new", "source", "also"}
-        if unknown or not {"name", "cell"} <= set(e):
-            raise ValueError(f"{where}: needs 'name' and 'cell'; unknown keys {sorted(unknown)}")
+        where = f"{path.name}, {section} {i + 1} ({e.get('name', e.get('where', 'unnamed'))!r})"
+        unknown = set(e) - allowed
+        if unknown or not required <= set(e):
+            raise ValueError(f"{where}: needs {sorted(required)}; unknown keys {sorted(unknown)}")
+        out.append((where, e))
+    return out
+
+
+def load_mutants(assignment: str, root: Path, blind: bool = False) -> list[Mutant]:
+    """The mutants of ``assignment`` kept in the course (``[]`` when it has none); with ``blind``,
+    those of ``tests/mutants/blind/`` instead."""
+    path = blind_file(assignment, root) if blind else mutants_file(assignment, root)
+    out = []
+    for where, e in _entries(path, "mutant", {"name", "cell"}, {"name", "cell", "old", "new", "source", "also"}):
         if ("source" in e) == ("old" in e) or ("old" in e) != ("new" in e):
             raise ValueError(f"{where}: give either 'source' or both 'old' and 'new'")
         old, new = e.get("old", []), e.get("new", [])
         old, new = ([old], [new]) if isinstance(old, str) else (old, new)
         if len(old) != len(new):
             raise ValueError(f"{where}: 'old' and 'new' need as many entries ({len(old)} vs {len(new)})")
-        out.append(Mutant(e["name"], e["cell"], tuple(zip(old, new)), e.get("source"), tuple(e.get("also", ()))))
+        out.append(Mutant(e["name"], e["cell"], tuple(zip(old, new)), e.get("source"), tuple(e.get("also", ())),
+                          blind=blind))
     return out
+
+
+def load_alternatives(assignment: str, root: Path) -> list[Alternative]:
+    """The other correct solutions kept for ``assignment`` (in both mutant files)."""
+    keys = {"name", "cell", "source"}
+    return [Alternative(e["name"], e["cell"], e["source"])
+            for path in (mutants_file(assignment, root), blind_file(assignment, root))
+            for _, e in _entries(path, "alternative", keys, keys)]
+
+
+def load_equivalents(assignment: str, root: Path) -> list[Equivalent]:
+    keys = {"cell", "operator", "where", "reason"}
+    return [Equivalent(e["cell"], e["operator"], e["where"], e["reason"])
+            for _, e in _entries(mutants_file(assignment, root), "equivalent", keys, keys)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -161,52 +218,123 @@ def released_solutions(assignment: str, root: Path) -> dict[str, str]:
 # Running: one child process per assignment
 # ----------------------------------------------------------------------------------------
 
-def _worker() -> int:
-    """Child process: read ``{"cells": [...], "variants": [{"name", "replace"}]}`` on stdin,
-    write ``[{"name", "failed": {grade_id: first error line}}]`` on stdout."""
+def _run_cells(cells, start, stop, replace, namespace, timeout) -> dict[str, str]:
+    """Run ``cells[start:stop]`` in ``namespace`` (with ``replace[grade_id]`` in place of a cell's
+    source); returns the graded cells that failed, with the first line of each error."""
     import contextlib
     import io
-    import signal
     import traceback
+
+    failed = {}
+    for gid, kind, source in cells[start:stop]:
+        source = replace.get(gid, source)
+        err = io.StringIO()
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                exec(compile(source, f"<{gid}>", "exec"), namespace)
+        except BaseException as exc:  # noqa: BLE001 - a cell may raise anything, as in a kernel
+            if kind == "graded":
+                line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                failed[gid] = line[:300]
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.setprofile(None)
+        if kind == "graded" and gid not in failed and err.getvalue().strip():
+            # nbgrader gives a graded cell zero when it writes to stderr (a warning, say)
+            first = err.getvalue().strip().splitlines()[0]
+            failed[gid] = f"wrote to stderr, which nbgrader scores as failing: {first[:240]}"
+    return failed
+
+
+class CellTimeout(Exception):
+    pass
+
+
+def _worker() -> int:
+    """Child process: read ``{"cells", "variants": [{"name", "replace", "stop"}], "timeout", "out"}``
+    on stdin, write ``[{"name", "failed": {grade_id: first error line}, "applies"}]`` to ``out``.
+
+    The first variant is the reference (it replaces nothing) and runs in this process; every other
+    variant runs in a child forked just before its first replaced cell, so the cells before it run
+    once for all of them, and nothing a variant does reaches the next. ``stop`` (a grade_id) ends a
+    variant after that cell."""
+    import select
 
     import torch
 
+    torch.set_num_threads(1)      # one thread: forking is safe, and tiny tensors gain nothing from more
     job = json.load(sys.stdin)
-
-    class CellTimeout(Exception):
-        pass
+    cells, timeout = job["cells"], job["timeout"]
+    index = {gid: i for i, (gid, _, _) in enumerate(cells)}
 
     def alarm(signum, frame):
-        raise CellTimeout(f"ran past {job['timeout']} s")
+        raise CellTimeout(f"ran past {timeout} s")
 
     signal.signal(signal.SIGALRM, alarm)
-    results = []
-    for variant in job["variants"]:
-        namespace = {"__name__": "__main__"}
-        failed = {}
-        for gid, kind, source in job["cells"]:
-            source = variant["replace"].get(gid, source)
-            err = io.StringIO()
-            signal.setitimer(signal.ITIMER_REAL, job["timeout"])
+    # the modules the graded cells watch, imported once here rather than in every forked child
+    import importlib
+    for _, _, source in cells:
+        for args in re.findall(r"reference_calls\(([^)]*)\)", source):
+            for name in re.findall(r"[\"']([\w.]+)[\"']", args):
+                importlib.import_module(name)
+    starts: dict[int, list[int]] = {}
+    for v, variant in enumerate(job["variants"][1:], start=1):
+        first = min(index[g] for g in variant["replace"]) if variant["replace"] else len(cells)
+        starts.setdefault(first, []).append(v)
+    results: list[dict | None] = [None] * len(job["variants"])
+
+    def in_child(v: int, start: int, namespace: dict) -> None:
+        variant = job["variants"][v]
+        stop = index[variant["stop"]] + 1 if variant.get("stop") else len(cells)
+        failed = _run_cells(cells, start, stop, variant["replace"], namespace, timeout)
+        state = namespace.get("_mut_state")
+        applies = bool(state["applies"]) if isinstance(state, dict) and "applies" in state else None
+        return {"name": variant["name"], "failed": failed, "applies": applies}
+
+    def fork_all(vs: list[int], start: int, namespace: dict) -> None:
+        for v in vs:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:                                    # the child: run, report, leave at once
+                os.close(read)
+                try:
+                    out = json.dumps(in_child(v, start, namespace)).encode()
+                except BaseException as exc:  # noqa: BLE001
+                    out = json.dumps({"name": job["variants"][v]["name"], "applies": None,
+                                      "failed": {"<harness>": f"{type(exc).__name__}: {exc}"[:300]}}).encode()
+                with os.fdopen(write, "wb") as f:
+                    f.write(out)
+                os._exit(0)
+            os.close(write)
+            chunks, deadline = [], time.monotonic() + timeout * (len(cells) - start) + 10
+            while True:
+                ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    os.kill(pid, signal.SIGKILL)
+                    break
+                chunk = os.read(read, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(read)
+            os.waitpid(pid, 0)
             try:
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-                    exec(compile(source, f"<{gid}>", "exec"), namespace)
-            except BaseException as exc:  # noqa: BLE001 - a cell may raise anything, as in a kernel
-                if kind == "graded":
-                    line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                    failed[gid] = line[:300]
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                sys.setprofile(None)
-            if kind == "graded" and gid not in failed and err.getvalue().strip():
-                # nbgrader gives a graded cell zero when it writes to stderr (a warning, say)
-                first = err.getvalue().strip().splitlines()[0]
-                failed[gid] = f"wrote to stderr, which nbgrader scores as failing: {first[:240]}"
-        # what one variant may have changed for the next
-        torch.set_grad_enabled(True)
-        torch.set_default_dtype(torch.float32)
-        results.append({"name": variant["name"], "failed": failed})
-    json.dump(results, sys.stdout)
+                results[v] = json.loads(b"".join(chunks))
+            except ValueError:
+                own = [g for g, kind, _ in cells[start:] if kind == "graded"]
+                results[v] = {"name": job["variants"][v]["name"], "applies": None,
+                              "failed": {g: "the mutant's process died or hung" for g in own}}
+
+    namespace = {"__name__": "__main__"}
+    failed = {}
+    for i in range(len(cells) + 1):
+        if i in starts:
+            fork_all(starts[i], i, namespace)
+        if i < len(cells):
+            failed.update(_run_cells(cells, i, i + 1, {}, namespace, timeout))
+    results[0] = {"name": job["variants"][0]["name"], "failed": failed, "applies": None}
+    Path(job["out"]).write_text(json.dumps(results))
     return 0
 
 
@@ -245,59 +373,161 @@ class Report:
                 f"({100 * self.score:.0f}%)")
 
 
+def execute(prog: Program, variants: list[dict], root: Path, timeout: int = CELL_TIMEOUT) -> list[dict]:
+    """Run the cells of ``prog`` once per variant (``{"name", "replace": {grade_id: source},
+    "stop": grade_id or None}``; the first must be the reference, replacing nothing) in one child
+    process. Returns per variant ``{"name", "failed": {grade_id: error}, "applies"}``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        job = {"cells": prog.cells, "variants": variants, "timeout": timeout, "out": str(out)}
+        proc = subprocess.run([sys.executable, "-m", "vizlib.course.mutants", "--worker"], input=json.dumps(job),
+                              capture_output=True, text=True, cwd=str(root),
+                              timeout=timeout * len(prog.cells) * len(variants) + 60)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"the mutation harness died on {prog.assignment}:\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
 def run(assignment: str, root: Path, mutants: list[Mutant] | None = None, min_per_function: int = 3,
-        timeout: int = CELL_TIMEOUT) -> Report:
-    """Run every mutant of ``assignment`` (default: those in the course) against its graded cells.
+        timeout: int = CELL_TIMEOUT, alternatives: list[Alternative] | None = None) -> Report:
+    """Run every mutant of ``assignment`` (default: those in the course, the blind ones included)
+    and every alternative correct solution against its graded cells.
 
     Returns a :class:`Report`; ``problems`` lists what makes the graded cells untrustworthy: a
     mutant not caught, a mutant failing other cells than it declares, a graded function with fewer
-    than ``min_per_function`` mutants, a reference that fails or a blank that passes a cell.
+    than ``min_per_function`` mutants, a reference or an alternative that fails a cell, a blank
+    that passes one.
     """
     prog = program(assignment, root)
-    mutants = load_mutants(assignment, root) if mutants is None else mutants
+    if mutants is None:
+        mutants = load_mutants(assignment, root) + load_mutants(assignment, root, blind=True)
+    alternatives = load_alternatives(assignment, root) if alternatives is None else alternatives
     solutions = prog.solutions
     problems = []
-    for m in mutants:
+    for m in [*mutants, *alternatives]:
         if m.cell not in solutions:
-            raise ValueError(f"{assignment}: mutant {m.name!r} names {m.cell!r}, which is not a solution "
+            raise ValueError(f"{assignment}: {m.name!r} names {m.cell!r}, which is not a solution "
                              f"cell (those are {sorted(solutions)})")
-        for other in m.also:
+        for other in getattr(m, "also", ()):
             if other not in prog.graded:
                 raise ValueError(f"{assignment}: mutant {m.name!r} lists {other!r} in 'also', which is "
                                  f"not a graded cell")
     variants = [{"name": "reference", "replace": {}},
                 {"name": "blank", "replace": released_solutions(assignment, root)}]
     variants += [{"name": m.name, "replace": {m.cell: m.apply(solutions[m.cell])}} for m in mutants]
-    job = {"cells": prog.cells, "variants": variants, "timeout": timeout}
-    proc = subprocess.run([sys.executable, "-m", "vizlib.course.mutants", "--worker"], input=json.dumps(job),
-                          capture_output=True, text=True, cwd=str(root),
-                          timeout=timeout * len(prog.cells) * len(variants) + 60)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the mutation harness died on {assignment}:\n{proc.stderr[-3000:]}")
-    results = json.loads(proc.stdout)
-    reference, blank, rest = results[0], results[1], results[2:]
+    variants += [{"name": a.name, "replace": {a.cell: a.source.strip("\n") + "\n"}} for a in alternatives]
+    results = execute(prog, variants, root, timeout)
+    reference, blank = results[0], results[1]
+    rest, alt_results = results[2:2 + len(mutants)], results[2 + len(mutants):]
     for gid, error in reference["failed"].items():
         problems.append(f"{assignment}/{gid}: the reference solution fails it: {error}")
     for gid in prog.graded:
         if gid not in blank["failed"]:
             problems.append(f"{assignment}/{gid}: the blank assignment passes it (a test that cannot fail)")
+    for a, r in zip(alternatives, alt_results):
+        for gid, error in r["failed"].items():
+            problems.append(f"{assignment}/{a.cell}: the correct alternative {a.name!r} fails {gid}: {error}")
     outcomes = []
     for m, r in zip(mutants, rest):
         o = Outcome(m, r["failed"], prog.tests[m.cell])
         outcomes.append(o)
         if not o.caught:
-            problems.append(f"{assignment}/{m.cell}: mutant {m.name!r} is not caught by "
-                            f"{', '.join(o.own) or 'any graded cell'}")
-        elif set(o.failed) != o.expected:
+            problems.append(f"{assignment}/{m.cell}: {'blind ' if m.blind else ''}mutant {m.name!r} is not "
+                            f"caught by {', '.join(o.own) or 'any graded cell'}")
+        elif set(o.failed) != o.expected and not m.blind:
             extra, missing = sorted(set(o.failed) - o.expected), sorted(o.expected - set(o.failed))
             problems.append(f"{assignment}/{m.cell}: mutant {m.name!r} "
                             + "; ".join(filter(None, [extra and f"also fails {extra} (declare it in 'also')",
                                                       missing and f"does not fail {missing}"])))
     for cell in solutions:
-        n = sum(m.cell == cell for m in mutants)
+        n = sum(m.cell == cell and not m.blind for m in mutants)
         if n < min_per_function:
             problems.append(f"{assignment}/{cell}: {n} mutants, fewer than {min_per_function}")
+        if alternatives and not any(a.cell == cell for a in alternatives):
+            problems.append(f"{assignment}/{cell}: no alternative correct solution")
     return Report(assignment, outcomes, problems)
+
+
+@dataclass
+class GenericOutcome:
+    """One generic mutant: ``status`` is "caught", "survived", "equivalent" (declared, with the
+    reason) or "does not apply" (a run-time operator that never met a value of its kind)."""
+    site: operators.Site
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class GenericReport:
+    assignment: str
+    outcomes: list[GenericOutcome]
+    problems: list[str]
+
+    def table(self) -> list[tuple[str, str, dict[str, int]]]:
+        """Per function and operator, how many sites were caught / equivalent / survived / n.a."""
+        rows: dict[tuple[str, str], dict[str, int]] = {}
+        for o in self.outcomes:
+            counts = rows.setdefault((o.site.cell, o.site.operator), {})
+            counts[o.status] = counts.get(o.status, 0) + 1
+        return [(cell, op, counts) for (cell, op), counts in rows.items()]
+
+    def summary(self) -> str:
+        applied = [o for o in self.outcomes if o.status != "does not apply"]
+        caught = sum(o.status == "caught" for o in applied)
+        equivalent = sum(o.status == "equivalent" for o in applied)
+        return (f"{self.assignment}: {caught}/{len(applied) - equivalent} generic mutants caught, "
+                f"{equivalent} equivalent, {len(self.outcomes) - len(applied)} do not apply")
+
+
+def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT,
+                cells: list[str] | None = None) -> GenericReport:
+    """Apply every generic operator (:mod:`vizlib.course.operators`) at every site of every
+    solution cell (or of ``cells``) and run the part's graded cells on each mutant."""
+    prog = program(assignment, root)
+    wanted = cells or list(prog.solutions)
+    sites = [s for cell in wanted for s in operators.sites(cell, prog.solutions[cell])]
+    equivalents = {e.key: e for e in load_equivalents(assignment, root)}
+    variants = [{"name": "reference", "replace": {}}]
+    variants += [{"name": f"{s.operator} @ {s.where}", "replace": {s.cell: s.source},
+                  "stop": prog.tests[s.cell][-1] if prog.tests[s.cell] else None} for s in sites]
+    results = execute(prog, variants, root, timeout)
+    problems = [f"{assignment}/{gid}: the reference solution fails it: {error}"
+                for gid, error in results[0]["failed"].items()]
+    outcomes = []
+    for s, r in zip(sites, results[1:]):
+        own = [g for g in prog.tests[s.cell] if g in r["failed"]]
+        if own:
+            status, detail = "caught", r["failed"][own[0]]
+        elif s.runtime and r.get("applies") is False:
+            status, detail = "does not apply", ""
+        elif s.key in equivalents:
+            status, detail = "equivalent", equivalents[s.key].reason
+        else:
+            status, detail = "survived", ""
+            problems.append(f"{assignment}/{s.cell}: generic mutant {s.operator} @ {s.where!r} survives "
+                            f"(strengthen the tests, or declare it [[equivalent]] with the reason)")
+        outcomes.append(GenericOutcome(s, status, detail))
+    live = {o.site.key for o in outcomes if o.status == "equivalent"}
+    for key, e in equivalents.items():
+        if key not in live and (cells is None or e.cell in wanted):
+            problems.append(f"{assignment}/{e.cell}: [[equivalent]] {e.operator} @ {e.where!r} matches no "
+                            f"surviving generic mutant (caught now, or the site is gone): remove it")
+    return GenericReport(assignment, outcomes, problems)
+
+
+def format_generic(report: GenericReport, verbose: bool = False) -> str:
+    lines = [report.summary()]
+    by_cell: dict[str, list[str]] = {}
+    for cell, op, counts in report.table():
+        text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        by_cell.setdefault(cell, []).append(f"{op} ({text})")
+    for cell, ops in by_cell.items():
+        lines.append(f"  {cell}: " + "; ".join(ops))
+    for o in report.outcomes:
+        if o.status in ("survived", "equivalent") or verbose:
+            lines.append(f"    {o.status.upper() if o.status == 'survived' else o.status:14s} {o.site.cell}: "
+                         f"{o.site.operator} @ {o.site.where}" + (f"  ({o.detail})" if o.detail else ""))
+    return "\n".join(lines)
 
 
 def format_report(report: Report, verbose: bool = False) -> str:
