@@ -130,10 +130,17 @@ def _mut_freeze(p):
         p.requires_grad_(False)
 
 
+def _mut_float_leaf(p):
+    ok = isinstance(p, _mut_torch.Tensor) and p.is_floating_point() and p.is_leaf
+    if ok:
+        _mut_state["applies"] = True
+    return ok
+
+
 def _mut_unfreeze(p):
     if _mut_module(p):
         p.requires_grad_(True)
-    elif _mut_tensor(p) and p.is_floating_point() and p.is_leaf:
+    elif _mut_float_leaf(p):
         p.requires_grad_(True)
 
 
@@ -146,7 +153,7 @@ def _mut_leave_grad(p):
     if _mut_module(p):
         for q in p.parameters():
             q.grad = _mut_torch.ones_like(q) if q.grad is None else q.grad + 1
-    elif _mut_tensor(p) and p.is_floating_point() and p.is_leaf:
+    elif _mut_float_leaf(p):
         p.grad = _mut_torch.ones_like(p)
 
 
