@@ -4,18 +4,68 @@ from pathlib import Path
 
 import pytest
 
-from vizlib.course import grading, mutants
+from vizlib.course import contracts, grading, mutants, operators
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("assignment", grading.assignment_ids(ROOT))
-def test_every_mutant_loses_points_on_its_own_part(assignment, record_property):
+def test_every_mistake_loses_points_on_its_own_part_and_every_correct_solution_keeps_them(assignment,
+                                                                                        record_property):
+    # the course's mutants, the blind set (written from the released text alone) and the alternative
+    # correct solutions; then every generic operator at every site of every solution
     report = mutants.run(assignment, ROOT)
     record_property("mutation score", report.summary())
     assert len(report.outcomes) >= 3 * len(mutants.program(assignment, ROOT).solutions)
+    assert any(o.mutant.blind for o in report.outcomes)
     assert not report.problems, "\n".join(report.problems)
     assert report.score == 1.0
+    generic = mutants.run_generic(assignment, ROOT, kinds=report.kinds)
+    record_property("generic mutation score", generic.summary())
+    assert not generic.problems, "\n".join(generic.problems)
+    assert {o.status for o in generic.outcomes} <= {"caught", "equivalent", "does not apply"}
+
+
+@pytest.mark.parametrize("assignment", grading.assignment_ids(ROOT))
+def test_every_graded_function_states_its_contract_and_holds_each_clause(assignment):
+    assert not contracts.problems(assignment, ROOT)
+    found = contracts.clauses(assignment, ROOT)
+    assert set(found) == set(mutants.program(assignment, ROOT).solutions)
+
+
+def test_generic_operators_rewrite_one_site_each_and_name_it():
+    source = ("def f(model, x, k=2):\n"
+              "    y = x.detach().clone()\n"
+              "    for i in range(k):\n"
+              "        y = (y + 1).clamp(0, 1)\n"
+              "    return y.mean(dim=1)\n")
+    sites = operators.sites("f", source)
+    by_op = {}
+    for s in sites:
+        by_op.setdefault(s.operator, []).append(s.where)
+        compile(s.source, "<mutant>", "exec")
+    assert sorted(by_op["drop_call"]) == ["(y + 1).clamp(0, 1)", "x.detach()", "x.detach().clone()"]
+    assert by_op["hoist_method"] == ["y = (y + 1).clamp(0, 1)"]
+    assert by_op["ignore_argument"] == ["k"] and by_op["whole_batch"] == ["y.mean(dim=1)"]
+    assert set(by_op["flip_mode"]) == {"model", "x", "k"}
+    assert len({s.source for s in sites}) == len(sites)          # every site its own mutant
+    hoisted = next(s for s in sites if s.operator == "hoist_method").source
+    assert "        y = y + 1\n    y = y.clamp(0, 1)\n" in hoisted
+    # an argument operator only applies where its kind of value occurs in the tests
+    flip_x = next(s for s in sites if s.operator == "flip_mode" and s.where == "x")
+    assert not operators.applies(flip_x, {"x": ["float-leaf"]}) and operators.applies(flip_x, {"x": ["module"]})
+
+
+def test_a_declared_equivalent_that_no_longer_survives_is_a_problem(tmp_path):
+    import shutil
+    shutil.copytree(ROOT / "solutions" / "assignment3", tmp_path / "solutions" / "assignment3")
+    shutil.copytree(ROOT / "assignments" / "assignment3", tmp_path / "assignments" / "assignment3")
+    (tmp_path / "tests" / "mutants").mkdir(parents=True)
+    (tmp_path / "tests" / "mutants" / "assignment3.toml").write_text(
+        '[[equivalent]]\ncell = "total_variation"\noperator = "arith"\nwhere = "beta / 2"\nreason = "wrong"\n')
+    report = mutants.run_generic("assignment3", tmp_path, cells=["total_variation"])
+    assert report.outcomes and all(o.status in ("caught", "does not apply") for o in report.outcomes)
+    assert any("[[equivalent]] arith @ 'beta / 2' matches no surviving generic mutant" in p for p in report.problems)
 
 
 def _one(cell, **kw):
@@ -51,4 +101,7 @@ def test_mutants_that_cannot_apply_or_are_malformed_are_named(tmp_path):
 def test_check_assignments_mutants_prints_the_score(capsys):
     assert grading.main(["check", "--mutants", "--course", str(ROOT), "assignment3"]) == 0
     out = capsys.readouterr().out
-    assert f"course: {ROOT}" in out and "assignment3: 21/21 mutants caught (100%)" in out
+    assert f"course: {ROOT}" in out and "assignment3: 49/49 mutants caught (100%)" in out
+    assert grading.main(["check", "--contracts", "--course", str(ROOT), "assignment1"]) == 0
+    out = capsys.readouterr().out
+    assert "  normalize_filter: " in out and "    dtype      the dtype of w" in out

@@ -9,6 +9,8 @@ course folder, so the repository only ever holds sources and the release.
     vizlib release                       # regenerate assignments/
     vizlib check-assignments             # solution = full marks, blank = zero
     vizlib check-assignments --mutants   # every realistic wrong solution loses points
+    vizlib check-assignments --mutants --generic   # ... and every generic mutation operator is caught
+    vizlib check-assignments --contracts # every graded function's clauses, each held by an assertion
 
 (``python -m vizlib.course.grading release|check`` runs the same commands.) The course is the one
 at or above the current directory, or ``--course DIR`` (:func:`~vizlib.course.root.course_root`).
@@ -213,6 +215,11 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--mutants", action="store_true",
                         help="instead: run every realistic wrong solution in tests/mutants/ against the graded "
                              "cells and print the mutation score per assignment (fails below 100%%)")
+    parser.add_argument("--generic", action="store_true",
+                        help="with --mutants: also apply every generic mutation operator (vizlib/course/operators.py) "
+                             "at every site of every solution and report, per function, which are caught")
+    parser.add_argument("--contracts", action="store_true",
+                        help="instead: list every graded function's clauses and check each is held by an assertion")
     parser.add_argument("-v", "--verbose", action="store_true", help="with --mutants: list every mutant")
     parser.set_defaults(run=_check_command)
 
@@ -238,13 +245,23 @@ def _release_command(args) -> int:
 
 def _check_command(args) -> int:
     root, ids = _course_and_assignments(args)
-    if args.mutants:
+    if args.contracts:
+        from . import contracts
+        problems = []
+        for a in ids:
+            print(contracts.format_contracts(a, root))
+            problems += contracts.problems(a, root)
+    elif args.mutants:
         from . import mutants
         problems = []
         for a in ids:
             report = mutants.run(a, root)
             print(mutants.format_report(report, verbose=args.verbose))
             problems += report.problems
+            if args.generic:
+                generic = mutants.run_generic(a, root, kinds=report.kinds)
+                print(mutants.format_generic(generic, verbose=args.verbose))
+                problems += generic.problems
     else:
         problems = [msg for a in ids for msg in check(a, root)]
     for msg in problems:

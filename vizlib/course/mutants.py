@@ -24,6 +24,7 @@ agree.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -293,49 +294,104 @@ def _worker() -> int:
         return {"name": variant["name"], "failed": failed, "applies": applies}
 
     def fork_all(vs: list[int], start: int, namespace: dict) -> None:
-        for v in vs:
-            read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:                                    # the child: run, report, leave at once
-                os.close(read)
+        """Run the variants ``vs`` in forked children, ``job["jobs"]`` at a time."""
+        gc.collect()
+        gc.freeze()                    # children then share the parent's objects without copying them
+        pending, running = list(vs), {}   # read fd -> (variant, pid, deadline, chunks)
+        while pending or running:
+            while pending and len(running) < job.get("jobs", 1):
+                v = pending.pop(0)
+                read, write = os.pipe()
+                pid = os.fork()
+                if pid == 0:                                    # the child: run, report, leave at once
+                    os.close(read)
+                    try:
+                        out = json.dumps(in_child(v, start, namespace)).encode()
+                    except BaseException as exc:  # noqa: BLE001
+                        out = json.dumps({"name": job["variants"][v]["name"], "applies": None,
+                                          "failed": {"<harness>": f"{type(exc).__name__}: {exc}"[:300]}}).encode()
+                    with os.fdopen(write, "wb") as f:
+                        f.write(out)
+                    os._exit(0)
+                os.close(write)
+                running[read] = (v, pid, time.monotonic() + timeout * (len(cells) - start) + 10, [])
+            soonest = min(d for _, _, d, _ in running.values())
+            ready, _, _ = select.select(list(running), [], [], max(0.0, soonest - time.monotonic()))
+            done = []
+            for fd in ready:
+                chunk = os.read(fd, 1 << 16)
+                if chunk:
+                    running[fd][3].append(chunk)
+                else:
+                    done.append(fd)
+            done += [fd for fd, (_, _, d, _) in running.items() if fd not in done and time.monotonic() > d]
+            for fd in done:
+                v, pid, _, chunks = running.pop(fd)
+                os.close(fd)
                 try:
-                    out = json.dumps(in_child(v, start, namespace)).encode()
-                except BaseException as exc:  # noqa: BLE001
-                    out = json.dumps({"name": job["variants"][v]["name"], "applies": None,
-                                      "failed": {"<harness>": f"{type(exc).__name__}: {exc}"[:300]}}).encode()
-                with os.fdopen(write, "wb") as f:
-                    f.write(out)
-                os._exit(0)
-            os.close(write)
-            chunks, deadline = [], time.monotonic() + timeout * (len(cells) - start) + 10
-            while True:
-                ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
                     os.kill(pid, signal.SIGKILL)
-                    break
-                chunk = os.read(read, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            os.close(read)
-            os.waitpid(pid, 0)
-            try:
-                results[v] = json.loads(b"".join(chunks))
-            except ValueError:
-                own = [g for g, kind, _ in cells[start:] if kind == "graded"]
-                results[v] = {"name": job["variants"][v]["name"], "applies": None,
-                              "failed": {g: "the mutant's process died or hung" for g in own}}
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+                try:
+                    results[v] = json.loads(b"".join(chunks))
+                except ValueError:
+                    own = [g for g, kind, _ in cells[start:] if kind == "graded"]
+                    results[v] = {"name": job["variants"][v]["name"], "applies": None,
+                                  "failed": {g: "the mutant's process died or hung" for g in own}}
+        gc.unfreeze()
 
     namespace = {"__name__": "__main__"}
-    failed = {}
+    failed, kinds = {}, {}
     for i in range(len(cells) + 1):
         if i in starts:
             fork_all(starts[i], i, namespace)
         if i < len(cells):
             failed.update(_run_cells(cells, i, i + 1, {}, namespace, timeout))
-    results[0] = {"name": job["variants"][0]["name"], "failed": failed, "applies": None}
+            if cells[i][1] == "solution":
+                _record_arguments(cells[i][0], namespace, kinds.setdefault(cells[i][0], {}))
+    results[0] = {"name": job["variants"][0]["name"], "failed": failed, "applies": None,
+                  "kinds": {cell: {p: sorted(k) for p, k in params.items()} for cell, params in kinds.items()}}
     Path(job["out"]).write_text(json.dumps(results))
     return 0
+
+
+def _kind(value) -> str:
+    """What a run-time operator can do to an argument: ``module``, ``float-leaf`` (a floating
+    tensor that may get requires_grad or .grad), ``tensor``, ``dict`` (holding tensors) or ``other``."""
+    import torch
+
+    if isinstance(value, torch.nn.Module):
+        return "module"
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and value.is_leaf:
+            return "float-leaf"
+        return "tensor" if value.is_floating_point() or value.dtype == torch.int64 else "other"
+    if isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values()):
+        return "dict"
+    return "other"
+
+
+def _record_arguments(cell: str, namespace: dict, kinds: dict[str, set]) -> None:
+    """Wrap the functions ``cell`` defined so that every call records the kind of each argument."""
+    import functools
+    import inspect
+
+    for name, fn in list(namespace.items()):
+        code = getattr(fn, "__code__", None)
+        if not inspect.isfunction(fn) or code is None or code.co_filename != f"<{cell}>":
+            continue
+        signature = inspect.signature(fn)
+
+        def recording(*args, __fn=fn, __sig=signature, **kwargs):
+            try:
+                for param, value in __sig.bind(*args, **kwargs).arguments.items():
+                    kinds.setdefault(param, set()).add(_kind(value))
+            except TypeError:
+                pass
+            return __fn(*args, **kwargs)
+
+        namespace[name] = functools.wraps(fn)(recording)
 
 
 @dataclass
@@ -359,6 +415,7 @@ class Report:
     assignment: str
     outcomes: list[Outcome]
     problems: list[str]
+    kinds: dict = field(default_factory=dict)    # per function, per argument: the kinds it took
 
     @property
     def caught(self) -> int:
@@ -373,13 +430,15 @@ class Report:
                 f"({100 * self.score:.0f}%)")
 
 
-def execute(prog: Program, variants: list[dict], root: Path, timeout: int = CELL_TIMEOUT) -> list[dict]:
+def execute(prog: Program, variants: list[dict], root: Path, timeout: int = CELL_TIMEOUT,
+            jobs: int | None = None) -> list[dict]:
     """Run the cells of ``prog`` once per variant (``{"name", "replace": {grade_id: source},
     "stop": grade_id or None}``; the first must be the reference, replacing nothing) in one child
     process. Returns per variant ``{"name", "failed": {grade_id: error}, "applies"}``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
-        job = {"cells": prog.cells, "variants": variants, "timeout": timeout, "out": str(out)}
+        job = {"cells": prog.cells, "variants": variants, "timeout": timeout, "out": str(out),
+               "jobs": jobs or min(4, os.cpu_count() or 1)}
         proc = subprocess.run([sys.executable, "-m", "vizlib.course.mutants", "--worker"], input=json.dumps(job),
                               capture_output=True, text=True, cwd=str(root),
                               timeout=timeout * len(prog.cells) * len(variants) + 60)
@@ -445,7 +504,7 @@ def run(assignment: str, root: Path, mutants: list[Mutant] | None = None, min_pe
             problems.append(f"{assignment}/{cell}: {n} mutants, fewer than {min_per_function}")
         if alternatives and not any(a.cell == cell for a in alternatives):
             problems.append(f"{assignment}/{cell}: no alternative correct solution")
-    return Report(assignment, outcomes, problems)
+    return Report(assignment, outcomes, problems, reference.get("kinds", {}))
 
 
 @dataclass
@@ -479,22 +538,29 @@ class GenericReport:
                 f"{equivalent} equivalent, {len(self.outcomes) - len(applied)} do not apply")
 
 
-def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT,
-                cells: list[str] | None = None) -> GenericReport:
+def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT, cells: list[str] | None = None,
+                kinds: dict | None = None) -> GenericReport:
     """Apply every generic operator (:mod:`vizlib.course.operators`) at every site of every
-    solution cell (or of ``cells``) and run the part's graded cells on each mutant."""
+    solution cell (or of ``cells``) and run the part's graded cells on each mutant. ``kinds`` (what
+    each argument of each function is in the tests, as the reference run records it: ``run`` returns
+    it) spares the run that finds out; an operator whose kind of argument never occurs "does not
+    apply" without running."""
     prog = program(assignment, root)
     wanted = cells or list(prog.solutions)
     sites = [s for cell in wanted for s in operators.sites(cell, prog.solutions[cell])]
     equivalents = {e.key: e for e in load_equivalents(assignment, root)}
+    if kinds is None:        # what each argument is in the tests: a module, a tensor ... (one reference run)
+        kinds = execute(prog, [{"name": "reference", "replace": {}}], root, timeout)[0]["kinds"]
+    idle = [s for s in sites if not operators.applies(s, kinds.get(s.cell, {}))]
+    live = [s for s in sites if s not in idle]
     variants = [{"name": "reference", "replace": {}}]
     variants += [{"name": f"{s.operator} @ {s.where}", "replace": {s.cell: s.source},
-                  "stop": prog.tests[s.cell][-1] if prog.tests[s.cell] else None} for s in sites]
+                  "stop": prog.tests[s.cell][-1] if prog.tests[s.cell] else None} for s in live]
     results = execute(prog, variants, root, timeout)
     problems = [f"{assignment}/{gid}: the reference solution fails it: {error}"
                 for gid, error in results[0]["failed"].items()]
-    outcomes = []
-    for s, r in zip(sites, results[1:]):
+    outcomes = [GenericOutcome(s, "does not apply", "no argument of its kind in the tests") for s in idle]
+    for s, r in zip(live, results[1:]):
         own = [g for g in prog.tests[s.cell] if g in r["failed"]]
         if own:
             status, detail = "caught", r["failed"][own[0]]
