@@ -98,10 +98,22 @@ def test_mutants_that_cannot_apply_or_are_malformed_are_named(tmp_path):
         mutants.load_mutants("a", tmp_path)
 
 
-def test_check_assignments_mutants_prints_the_score(capsys):
+def test_check_assignments_mutants_prints_the_score(capsys, monkeypatch):
+    # the runs themselves are tested above: here, what the command prints and returns
+    kept = mutants.load_mutants("assignment3", ROOT)[:2]
+    caught = mutants.Report("assignment3", [mutants.Outcome(m, {m.cell: "x"}, [m.cell]) for m in kept], [])
+    survivor = operators.Site("ascent_step", "arith", "a + b", "")
+    generic = mutants.GenericReport("assignment3", [mutants.GenericOutcome(survivor, "survived")],
+                                    ["assignment3/ascent_step: generic mutant arith @ 'a + b' survives"])
+    monkeypatch.setattr(mutants, "run", lambda a, root: caught)
+    monkeypatch.setattr(mutants, "run_generic", lambda a, root, kinds=None: generic)
     assert grading.main(["check", "--mutants", "--course", str(ROOT), "assignment3"]) == 0
     out = capsys.readouterr().out
-    assert f"course: {ROOT}" in out and "assignment3: 49/49 mutants caught (100%)" in out
+    assert f"course: {ROOT}" in out and "assignment3: 2/2 mutants caught (100%)" in out
+    assert grading.main(["check", "--mutants", "--generic", "--course", str(ROOT), "assignment3"]) == 1
+    out = capsys.readouterr().out
+    assert "assignment3: 0/1 generic mutants caught, 0 equivalent, 0 do not apply" in out
+    assert "SURVIVED       ascent_step: arith @ a + b" in out and "1 problems" in out
     assert grading.main(["check", "--contracts", "--course", str(ROOT), "assignment1"]) == 0
     out = capsys.readouterr().out
     assert "  normalize_filter: " in out and "    dtype      the dtype of w" in out

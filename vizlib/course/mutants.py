@@ -95,8 +95,11 @@ def mutants_file(assignment: str, root: Path) -> Path:
     return Path(root) / "tests" / "mutants" / f"{assignment}.toml"
 
 
-def blind_file(assignment: str, root: Path) -> Path:
-    return Path(root) / "tests" / "mutants" / "blind" / f"{assignment}.toml"
+def blind_files(assignment: str, root: Path) -> list[Path]:
+    """The blind sets of ``assignment``: ``tests/mutants/blind/<assignment>.toml`` and
+    ``<assignment>-*.toml``, each written by someone who saw only the released notebook."""
+    folder = Path(root) / "tests" / "mutants" / "blind"
+    return sorted([*folder.glob(f"{assignment}.toml"), *folder.glob(f"{assignment}-*.toml")])
 
 
 def _entries(path: Path, section: str, required: set[str], allowed: set[str]) -> list[tuple[str, dict]]:
@@ -116,9 +119,11 @@ def _entries(path: Path, section: str, required: set[str], allowed: set[str]) ->
 def load_mutants(assignment: str, root: Path, blind: bool = False) -> list[Mutant]:
     """The mutants of ``assignment`` kept in the course (``[]`` when it has none); with ``blind``,
     those of ``tests/mutants/blind/`` instead."""
-    path = blind_file(assignment, root) if blind else mutants_file(assignment, root)
+    paths = blind_files(assignment, root) if blind else [mutants_file(assignment, root)]
     out = []
-    for where, e in _entries(path, "mutant", {"name", "cell"}, {"name", "cell", "old", "new", "source", "also"}):
+    entries = [x for path in paths
+               for x in _entries(path, "mutant", {"name", "cell"}, {"name", "cell", "old", "new", "source", "also"})]
+    for where, e in entries:
         if ("source" in e) == ("old" in e) or ("old" in e) != ("new" in e):
             raise ValueError(f"{where}: give either 'source' or both 'old' and 'new'")
         old, new = e.get("old", []), e.get("new", [])
@@ -134,7 +139,7 @@ def load_alternatives(assignment: str, root: Path) -> list[Alternative]:
     """The other correct solutions kept for ``assignment`` (in both mutant files)."""
     keys = {"name", "cell", "source"}
     return [Alternative(e["name"], e["cell"], e["source"])
-            for path in (mutants_file(assignment, root), blind_file(assignment, root))
+            for path in (mutants_file(assignment, root), *blind_files(assignment, root))
             for _, e in _entries(path, "alternative", keys, keys)]
 
 
