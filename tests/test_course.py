@@ -99,7 +99,9 @@ def test_assignments_are_generated_from_solutions(assignment, tmp_path):
             f"assignments/{assignment}/{rel} differs from its source: run `vizlib release`"
 
 
-@pytest.mark.parametrize("assignment", grading.assignment_ids(ROOT))
+# assignment1's solution and blank are graded by nbgrader end to end in test_classroom's class of
+# every kind ("correct" scores 22 of 22, "blank" 0); the mutation harness checks all four as well
+@pytest.mark.parametrize("assignment", [a for a in grading.assignment_ids(ROOT) if a != "assignment1"])
 def test_solution_gets_full_marks_and_blank_gets_zero(assignment):
     problems = grading.check(assignment, root=ROOT)
     assert problems == []

@@ -14,13 +14,13 @@ def test_every_mistake_loses_points_on_its_own_part_and_every_correct_solution_k
                                                                                         record_property):
     # the course's mutants, the blind set (written from the released text alone) and the alternative
     # correct solutions; then every generic operator at every site of every solution
-    report = mutants.run(assignment, ROOT)
+    report = mutants.run(assignment, ROOT, generic=True)
     record_property("mutation score", report.summary())
     assert len(report.outcomes) >= 3 * len(mutants.program(assignment, ROOT).solutions)
     assert any(o.mutant.blind for o in report.outcomes)
     assert not report.problems, "\n".join(report.problems)
     assert report.score == 1.0
-    generic = mutants.run_generic(assignment, ROOT, kinds=report.kinds)
+    generic = report.generic
     record_property("generic mutation score", generic.summary())
     assert not generic.problems, "\n".join(generic.problems)
     assert {o.status for o in generic.outcomes} <= {"caught", "equivalent", "does not apply"}
@@ -51,9 +51,13 @@ def test_generic_operators_rewrite_one_site_each_and_name_it():
     assert len({s.source for s in sites}) == len(sites)          # every site its own mutant
     hoisted = next(s for s in sites if s.operator == "hoist_method").source
     assert "        y = y + 1\n    y = y.clamp(0, 1)\n" in hoisted
-    # an argument operator only applies where its kind of value occurs in the tests
-    flip_x = next(s for s in sites if s.operator == "flip_mode" and s.where == "x")
-    assert not operators.applies(flip_x, {"x": ["float-leaf"]}) and operators.applies(flip_x, {"x": ["module"]})
+    # an argument operator applies only to a value of its kind (flip_mode to a module), and says so
+    flip_model = next(s for s in sites if s.operator == "flip_mode" and s.where == "model").source
+    for value, applies in (("torch.zeros(2, 3)", False), ("torch.nn.Linear(2, 2)", True)):
+        ns = {}
+        exec(flip_model, ns)
+        ns["f"](eval(value, {"torch": __import__("torch")}), __import__("torch").zeros(1, 3))
+        assert ns["_mut_state"]["applies"] is applies
 
 
 def test_a_declared_equivalent_that_no_longer_survives_is_a_problem(tmp_path):
@@ -63,7 +67,7 @@ def test_a_declared_equivalent_that_no_longer_survives_is_a_problem(tmp_path):
     (tmp_path / "tests" / "mutants").mkdir(parents=True)
     (tmp_path / "tests" / "mutants" / "assignment3.toml").write_text(
         '[[equivalent]]\ncell = "total_variation"\noperator = "arith"\nwhere = "beta / 2"\nreason = "wrong"\n')
-    report = mutants.run_generic("assignment3", tmp_path, cells=["total_variation"])
+    report = mutants.run_generic("assignment3", tmp_path, cells=["total_variation"])  # the smallest part
     assert report.outcomes and all(o.status in ("caught", "does not apply") for o in report.outcomes)
     assert any("[[equivalent]] arith @ 'beta / 2' matches no surviving generic mutant" in p for p in report.problems)
 
@@ -103,10 +107,13 @@ def test_check_assignments_mutants_prints_the_score(capsys, monkeypatch):
     kept = mutants.load_mutants("assignment3", ROOT)[:2]
     caught = mutants.Report("assignment3", [mutants.Outcome(m, {m.cell: "x"}, [m.cell]) for m in kept], [])
     survivor = operators.Site("ascent_step", "arith", "a + b", "")
-    generic = mutants.GenericReport("assignment3", [mutants.GenericOutcome(survivor, "survived")],
+    generic_report = mutants.GenericReport("assignment3", [mutants.GenericOutcome(survivor, "survived")],
                                     ["assignment3/ascent_step: generic mutant arith @ 'a + b' survives"])
-    monkeypatch.setattr(mutants, "run", lambda a, root: caught)
-    monkeypatch.setattr(mutants, "run_generic", lambda a, root, kinds=None: generic)
+    def fake_run(a, root, generic=False):
+        caught.generic = generic_report if generic else None
+        return caught
+
+    monkeypatch.setattr(mutants, "run", fake_run)
     assert grading.main(["check", "--mutants", "--course", str(ROOT), "assignment3"]) == 0
     out = capsys.readouterr().out
     assert f"course: {ROOT}" in out and "assignment3: 2/2 mutants caught (100%)" in out

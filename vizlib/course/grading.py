@@ -255,13 +255,12 @@ def _check_command(args) -> int:
         from . import mutants
         problems = []
         for a in ids:
-            report = mutants.run(a, root)
+            report = mutants.run(a, root, generic=args.generic)
             print(mutants.format_report(report, verbose=args.verbose))
             problems += report.problems
-            if args.generic:
-                generic = mutants.run_generic(a, root, kinds=report.kinds)
-                print(mutants.format_generic(generic, verbose=args.verbose))
-                problems += generic.problems
+            if report.generic is not None:
+                print(mutants.format_generic(report.generic, verbose=args.verbose))
+                problems += report.generic.problems
     else:
         problems = [msg for a in ids for msg in check(a, root)]
     for msg in problems:

@@ -1,25 +1,30 @@
-"""Mutation testing of the graded cells: does every realistic wrong solution lose points?
+"""Mutation testing of the graded cells: does every wrong solution lose points, every right one keep them?
 
     vizlib check-assignments --mutants                 # every assignment, score per assignment
+    vizlib check-assignments --mutants --generic       # and every generic operator at every site
     vizlib check-assignments --mutants assignment2
 
-An instructor trusts a score only if a wrong solution cannot earn it. The course keeps, for every
-graded function, several wrong versions a student plausibly writes (off by one, wrong axis, wrong
-reduction, a missing term, a sign, in place, a hook not removed, a mode changed ...) as data in
-``tests/mutants/<assignment>.toml`` (the format is described at the top of ``assignment1.toml``).
+An instructor trusts a score only if a wrong solution cannot earn it and a correct one cannot lose it.
+The course keeps, for every graded function, several wrong versions a student plausibly writes (off by
+one, wrong axis, wrong reduction, a missing term, a sign, in place, a hook not removed, a mode changed
+...) as data in ``tests/mutants/<assignment>.toml`` (the format is described at the top of
+``assignment1.toml``), and in ``tests/mutants/blind/`` sets of wrong solutions and correct
+alternatives written by people who saw only the released notebook. :func:`run_generic` adds the
+generic operators of :mod:`vizlib.course.operators`, applied by machine at every site.
 
-For each mutant the assignment's code cells run in order, exactly as nbgrader runs them (solution
-cells with the reference solution, graded cells with their hidden tests), with the mutant in place
+For each variant the assignment's code cells run in order, exactly as nbgrader runs them (solution
+cells with the reference solution, graded cells with their hidden tests), with the variant in place
 of its cell; a graded cell that raises loses its points. A mutant is *caught* when a graded cell of
 its own part fails (raises, or writes to stderr: nbgrader scores a cell that prints a warning as
-failing, and so does the harness). The harness also checks that the cells it makes fail are exactly the mutant's
-part plus those it declares in ``also`` (a part that builds on another, as the assignment says), so
-the synthetic class's expected grades (``vizlib.course.synthetic``) are right too. The reference must
-pass every graded cell and the blank release must fail every one, in the same run.
+failing, and so does the harness). The harness also checks that the cells a course mutant makes fail
+are exactly its part plus those it declares in ``also``, so the synthetic class's expected grades
+(``vizlib.course.synthetic``) are right too; an alternative must fail no cell at all. The reference
+must pass every graded cell and the blank release must fail every one, in the same run.
 
-All mutants of an assignment run in one child Python process (a "kernel"), each in a fresh
-namespace, with a time limit per cell: seconds for a whole assignment, not one nbgrader run per
-mutant. ``tests/test_classroom.py`` grades mutants with nbgrader end to end and checks the scores
+All variants of an assignment run from one child Python process (a "kernel"): it runs the cells once
+and, just before a cell some variants replace, forks one child per variant (one per core, up to four at a time), so the
+cells before it run once for all of them and nothing a variant does reaches the next. Each cell has a
+time limit. ``tests/test_classroom.py`` grades mutants with nbgrader end to end and checks the scores
 agree.
 """
 from __future__ import annotations
@@ -284,11 +289,15 @@ def _worker() -> int:
         for args in re.findall(r"reference_calls\(([^)]*)\)", source):
             for name in re.findall(r"[\"']([\w.]+)[\"']", args):
                 importlib.import_module(name)
-    starts: dict[int, list[int]] = {}
-    for v, variant in enumerate(job["variants"][1:], start=1):
-        first = min(index[g] for g in variant["replace"]) if variant["replace"] else len(cells)
-        starts.setdefault(first, []).append(v)
     results: list[dict | None] = [None] * len(job["variants"])
+    later = [v for v in range(1, len(results)) if "kinds" in job["variants"][v]]
+
+    def first_replaced(vs: list[int]) -> dict[int, list[int]]:
+        starts: dict[int, list[int]] = {}
+        for v in vs:
+            replace = job["variants"][v]["replace"]
+            starts.setdefault(min(index[g] for g in replace) if replace else len(cells), []).append(v)
+        return starts
 
     def in_child(v: int, start: int, namespace: dict) -> None:
         variant = job["variants"][v]
@@ -346,24 +355,43 @@ def _worker() -> int:
                                   "failed": {g: "the mutant's process died or hung" for g in own}}
         gc.unfreeze()
 
-    namespace = {"__name__": "__main__"}
-    failed, kinds = {}, {}
-    for i in range(len(cells) + 1):
-        if i in starts:
-            fork_all(starts[i], i, namespace)
-        if i < len(cells):
-            failed.update(_run_cells(cells, i, i + 1, {}, namespace, timeout))
-            if cells[i][1] == "solution":
-                _record_arguments(cells[i][0], namespace, kinds.setdefault(cells[i][0], {}))
-    results[0] = {"name": job["variants"][0]["name"], "failed": failed, "applies": None,
-                  "kinds": {cell: {p: sorted(k) for p, k in params.items()} for cell, params in kinds.items()}}
+    def sweep(vs: list[int], kinds: dict | None) -> dict[str, str]:
+        """Run the reference once, forking the variants ``vs`` on the way; with ``kinds``, record
+        the kind of every argument the solution functions get (``kinds[cell][param]``)."""
+        starts, namespace, failed = first_replaced(vs), {"__name__": "__main__"}, {}
+        for i in range(len(cells) + 1):
+            if i in starts:
+                fork_all(starts[i], i, namespace)
+            if i < len(cells):
+                failed.update(_run_cells(cells, i, i + 1, {}, namespace, timeout))
+                if kinds is not None and cells[i][1] == "solution":
+                    _record_arguments(cells[i][0], namespace, kinds.setdefault(cells[i][0], {}))
+        return failed
+
+    # first every variant that always runs, recording what each argument is; then those that only
+    # apply to some kinds of argument (a module, a tensor ...), where the tests pass one
+    kinds: dict[str, dict[str, set]] = {}
+    failed = sweep([v for v in range(1, len(results)) if v not in later], kinds if later else None)
+    runnable = []
+    for v in later:
+        variant = job["variants"][v]
+        (cell,) = variant["replace"]
+        seen = kinds.get(cell, {}).get(variant["param"])
+        if seen is None or seen & set(variant["kinds"]):     # unrecorded (a class's method): run it
+            runnable.append(v)
+        else:
+            results[v] = {"name": variant["name"], "failed": {}, "applies": False}
+    if runnable:
+        sweep(runnable, None)
+    results[0] = {"name": job["variants"][0]["name"], "failed": failed, "applies": None}
     Path(job["out"]).write_text(json.dumps(results))
     return 0
 
 
 def _kind(value) -> str:
-    """What a run-time operator can do to an argument: ``module``, ``float-leaf`` (a floating
-    tensor that may get requires_grad or .grad), ``tensor``, ``dict`` (holding tensors) or ``other``."""
+    """What an argument is, for the operators that change arguments: ``module``, ``float-leaf`` (a
+    floating tensor that may take requires_grad or a .grad), ``tensor``, ``dict`` (of tensors) or
+    ``other``."""
     import torch
 
     if isinstance(value, torch.nn.Module):
@@ -420,7 +448,7 @@ class Report:
     assignment: str
     outcomes: list[Outcome]
     problems: list[str]
-    kinds: dict = field(default_factory=dict)    # per function, per argument: the kinds it took
+    generic: GenericReport | None = None         # with run(generic=True)
 
     @property
     def caught(self) -> int:
@@ -450,66 +478,6 @@ def execute(prog: Program, variants: list[dict], root: Path, timeout: int = CELL
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"the mutation harness died on {prog.assignment}:\n{proc.stderr[-3000:]}")
         return json.loads(out.read_text())
-
-
-def run(assignment: str, root: Path, mutants: list[Mutant] | None = None, min_per_function: int = 3,
-        timeout: int = CELL_TIMEOUT, alternatives: list[Alternative] | None = None) -> Report:
-    """Run every mutant of ``assignment`` (default: those in the course, the blind ones included)
-    and every alternative correct solution against its graded cells.
-
-    Returns a :class:`Report`; ``problems`` lists what makes the graded cells untrustworthy: a
-    mutant not caught, a mutant failing other cells than it declares, a graded function with fewer
-    than ``min_per_function`` mutants, a reference or an alternative that fails a cell, a blank
-    that passes one.
-    """
-    prog = program(assignment, root)
-    if mutants is None:
-        mutants = load_mutants(assignment, root) + load_mutants(assignment, root, blind=True)
-    alternatives = load_alternatives(assignment, root) if alternatives is None else alternatives
-    solutions = prog.solutions
-    problems = []
-    for m in [*mutants, *alternatives]:
-        if m.cell not in solutions:
-            raise ValueError(f"{assignment}: {m.name!r} names {m.cell!r}, which is not a solution "
-                             f"cell (those are {sorted(solutions)})")
-        for other in getattr(m, "also", ()):
-            if other not in prog.graded:
-                raise ValueError(f"{assignment}: mutant {m.name!r} lists {other!r} in 'also', which is "
-                                 f"not a graded cell")
-    variants = [{"name": "reference", "replace": {}},
-                {"name": "blank", "replace": released_solutions(assignment, root)}]
-    variants += [{"name": m.name, "replace": {m.cell: m.apply(solutions[m.cell])}} for m in mutants]
-    variants += [{"name": a.name, "replace": {a.cell: a.source.strip("\n") + "\n"}} for a in alternatives]
-    results = execute(prog, variants, root, timeout)
-    reference, blank = results[0], results[1]
-    rest, alt_results = results[2:2 + len(mutants)], results[2 + len(mutants):]
-    for gid, error in reference["failed"].items():
-        problems.append(f"{assignment}/{gid}: the reference solution fails it: {error}")
-    for gid in prog.graded:
-        if gid not in blank["failed"]:
-            problems.append(f"{assignment}/{gid}: the blank assignment passes it (a test that cannot fail)")
-    for a, r in zip(alternatives, alt_results):
-        for gid, error in r["failed"].items():
-            problems.append(f"{assignment}/{a.cell}: the correct alternative {a.name!r} fails {gid}: {error}")
-    outcomes = []
-    for m, r in zip(mutants, rest):
-        o = Outcome(m, r["failed"], prog.tests[m.cell])
-        outcomes.append(o)
-        if not o.caught:
-            problems.append(f"{assignment}/{m.cell}: {'blind ' if m.blind else ''}mutant {m.name!r} is not "
-                            f"caught by {', '.join(o.own) or 'any graded cell'}")
-        elif set(o.failed) != o.expected and not m.blind:
-            extra, missing = sorted(set(o.failed) - o.expected), sorted(o.expected - set(o.failed))
-            problems.append(f"{assignment}/{m.cell}: mutant {m.name!r} "
-                            + "; ".join(filter(None, [extra and f"also fails {extra} (declare it in 'also')",
-                                                      missing and f"does not fail {missing}"])))
-    for cell in solutions:
-        n = sum(m.cell == cell and not m.blind for m in mutants)
-        if n < min_per_function:
-            problems.append(f"{assignment}/{cell}: {n} mutants, fewer than {min_per_function}")
-        if alternatives and not any(a.cell == cell for a in alternatives):
-            problems.append(f"{assignment}/{cell}: no alternative correct solution")
-    return Report(assignment, outcomes, problems, reference.get("kinds", {}))
 
 
 @dataclass
@@ -543,29 +511,110 @@ class GenericReport:
                 f"{equivalent} equivalent, {len(self.outcomes) - len(applied)} do not apply")
 
 
-def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT, cells: list[str] | None = None,
-                kinds: dict | None = None) -> GenericReport:
-    """Apply every generic operator (:mod:`vizlib.course.operators`) at every site of every
-    solution cell (or of ``cells``) and run the part's graded cells on each mutant. ``kinds`` (what
-    each argument of each function is in the tests, as the reference run records it: ``run`` returns
-    it) spares the run that finds out; an operator whose kind of argument never occurs "does not
-    apply" without running."""
+def run(assignment: str, root: Path, mutants: list[Mutant] | None = None, min_per_function: int = 3,
+        timeout: int = CELL_TIMEOUT, alternatives: list[Alternative] | None = None,
+        generic: bool = False) -> Report:
+    """Run every mutant of ``assignment`` (default: those in the course, the blind ones included)
+    and every alternative correct solution against its graded cells; with ``generic``, every
+    generic operator at every site of every solution too (in the same run: ``Report.generic``).
+
+    Returns a :class:`Report`; ``problems`` lists what makes the graded cells untrustworthy: a
+    mutant not caught, a mutant failing other cells than it declares, a graded function with fewer
+    than ``min_per_function`` mutants, a reference or an alternative that fails a cell, a blank
+    that passes one.
+    """
     prog = program(assignment, root)
-    wanted = cells or list(prog.solutions)
-    sites = [s for cell in wanted for s in operators.sites(cell, prog.solutions[cell])]
-    equivalents = {e.key: e for e in load_equivalents(assignment, root)}
-    if kinds is None:        # what each argument is in the tests: a module, a tensor ... (one reference run)
-        kinds = execute(prog, [{"name": "reference", "replace": {}}], root, timeout)[0]["kinds"]
-    idle = [s for s in sites if not operators.applies(s, kinds.get(s.cell, {}))]
-    live = [s for s in sites if s not in idle]
-    variants = [{"name": "reference", "replace": {}}]
-    variants += [{"name": f"{s.operator} @ {s.where}", "replace": {s.cell: s.source},
-                  "stop": prog.tests[s.cell][-1] if prog.tests[s.cell] else None} for s in live]
+    if mutants is None:
+        mutants = load_mutants(assignment, root) + load_mutants(assignment, root, blind=True)
+    alternatives = load_alternatives(assignment, root) if alternatives is None else alternatives
+    solutions = prog.solutions
+    problems = []
+    for m in [*mutants, *alternatives]:
+        if m.cell not in solutions:
+            raise ValueError(f"{assignment}: {m.name!r} names {m.cell!r}, which is not a solution "
+                             f"cell (those are {sorted(solutions)})")
+        for other in getattr(m, "also", ()):
+            if other not in prog.graded:
+                raise ValueError(f"{assignment}: mutant {m.name!r} lists {other!r} in 'also', which is "
+                                 f"not a graded cell")
+    sites = _sites(prog) if generic else []
+    variants = [{"name": "reference", "replace": {}},
+                {"name": "blank", "replace": released_solutions(assignment, root)}]
+    variants += [{"name": m.name, "replace": {m.cell: m.apply(solutions[m.cell])},
+                  "stop": prog.tests[m.cell][-1] if m.blind and prog.tests[m.cell] else None} for m in mutants]
+    variants += [{"name": a.name, "replace": {a.cell: a.source.strip("\n") + "\n"}} for a in alternatives]
+    variants += _site_variants(prog, sites)
     results = execute(prog, variants, root, timeout)
-    problems = [f"{assignment}/{gid}: the reference solution fails it: {error}"
-                for gid, error in results[0]["failed"].items()]
-    outcomes = [GenericOutcome(s, "does not apply", "no argument of its kind in the tests") for s in idle]
-    for s, r in zip(live, results[1:]):
+    reference, blank = results[0], results[1]
+    rest = results[2:2 + len(mutants)]
+    alt_results = results[2 + len(mutants):2 + len(mutants) + len(alternatives)]
+    for gid, error in reference["failed"].items():
+        problems.append(f"{assignment}/{gid}: the reference solution fails it: {error}")
+    for gid in prog.graded:
+        if gid not in blank["failed"]:
+            problems.append(f"{assignment}/{gid}: the blank assignment passes it (a test that cannot fail)")
+    for a, r in zip(alternatives, alt_results):
+        for gid, error in r["failed"].items():
+            problems.append(f"{assignment}/{a.cell}: the correct alternative {a.name!r} fails {gid}: {error}")
+    outcomes = []
+    for m, r in zip(mutants, rest):
+        o = Outcome(m, r["failed"], prog.tests[m.cell])
+        outcomes.append(o)
+        if not o.caught:
+            problems.append(f"{assignment}/{m.cell}: {'blind ' if m.blind else ''}mutant {m.name!r} is not "
+                            f"caught by {', '.join(o.own) or 'any graded cell'}")
+        elif set(o.failed) != o.expected and not m.blind:
+            extra, missing = sorted(set(o.failed) - o.expected), sorted(o.expected - set(o.failed))
+            problems.append(f"{assignment}/{m.cell}: mutant {m.name!r} "
+                            + "; ".join(filter(None, [extra and f"also fails {extra} (declare it in 'also')",
+                                                      missing and f"does not fail {missing}"])))
+    for cell in solutions:
+        n = sum(m.cell == cell and not m.blind for m in mutants)
+        if n < min_per_function:
+            problems.append(f"{assignment}/{cell}: {n} mutants, fewer than {min_per_function}")
+        if alternatives and not any(a.cell == cell for a in alternatives):
+            problems.append(f"{assignment}/{cell}: no alternative correct solution")
+    report = Report(assignment, outcomes, problems)
+    if generic:
+        report.generic = _judge_sites(prog, root, sites, results[-len(sites):] if sites else [])
+    return report
+
+
+def _sites(prog: Program, cells: list[str] | None = None) -> list[operators.Site]:
+    return [s for cell in (cells or list(prog.solutions)) for s in operators.sites(cell, prog.solutions[cell])]
+
+
+def _site_variants(prog: Program, sites: list[operators.Site]) -> list[dict]:
+    """A generic site runs its own part only: up to the last graded cell of that part."""
+    out = []
+    for s in sites:
+        variant = {"name": f"{s.operator} @ {s.where}", "replace": {s.cell: s.source},
+                   "stop": prog.tests[s.cell][-1] if prog.tests[s.cell] else None}
+        if s.operator in operators.APPLIES_TO:        # run only where the tests pass that kind of argument
+            variant.update(param=s.where.split(": ")[-1], kinds=sorted(operators.APPLIES_TO[s.operator]))
+        out.append(variant)
+    return out
+
+
+def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT,
+                cells: list[str] | None = None) -> GenericReport:
+    """Apply every generic operator (:mod:`vizlib.course.operators`) at every site of every
+    solution cell (or of ``cells``) and run the part's graded cells on each mutant."""
+    prog = program(assignment, root)
+    sites = _sites(prog, cells)
+    results = execute(prog, [{"name": "reference", "replace": {}}, *_site_variants(prog, sites)], root, timeout)
+    report = _judge_sites(prog, root, sites, results[1:], cells)
+    report.problems[:0] = [f"{assignment}/{gid}: the reference solution fails it: {error}"
+                           for gid, error in results[0]["failed"].items()]
+    return report
+
+
+def _judge_sites(prog: Program, root: Path, sites: list[operators.Site], results: list[dict],
+                 cells: list[str] | None = None) -> GenericReport:
+    assignment = prog.assignment
+    equivalents = {e.key: e for e in load_equivalents(assignment, root)}
+    problems, outcomes = [], []
+    for s, r in zip(sites, results):
         own = [g for g in prog.tests[s.cell] if g in r["failed"]]
         if own:
             status, detail = "caught", r["failed"][own[0]]
@@ -580,7 +629,7 @@ def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT, cells:
         outcomes.append(GenericOutcome(s, status, detail))
     live = {o.site.key for o in outcomes if o.status == "equivalent"}
     for key, e in equivalents.items():
-        if key not in live and (cells is None or e.cell in wanted):
+        if key not in live and (cells is None or e.cell in cells):
             problems.append(f"{assignment}/{e.cell}: [[equivalent]] {e.operator} @ {e.where!r} matches no "
                             f"surviving generic mutant (caught now, or the site is gone): remove it")
     return GenericReport(assignment, outcomes, problems)

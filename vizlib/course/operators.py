@@ -217,22 +217,11 @@ class Site:
         return self.operator in RUNTIME
 
 
-#: the kinds of argument (:func:`vizlib.course.mutants._kind`) each parameter operator can change
+#: the kinds of argument (``vizlib.course.mutants._kind``) each argument operator can change: the
+#: harness runs one only where the tests pass its parameter such a value ("does not apply" elsewhere)
 APPLIES_TO = {"flip_mode": {"module"}, "touch_weights": {"module"}, "freeze": {"module"},
               "leave_hook": {"module"}, "unfreeze": {"module", "float-leaf"},
               "leave_grad": {"module", "float-leaf"}, "modify_argument": {"float-leaf", "tensor", "dict"}}
-
-
-def applies(site: Site, kinds: dict[str, list[str]]) -> bool:
-    """Whether a parameter operator's site can change anything, given the kinds of value its
-    parameter took in the tests (``kinds[parameter]``); other operators always apply. A class's
-    methods (GuidedReLU) are not recorded: their parameters are taken to be tensors."""
-    if site.operator not in APPLIES_TO:
-        return True
-    param = site.where.split(": ")[-1]
-    if param not in kinds:
-        return ": " in site.where and site.operator in ("unfreeze", "leave_grad", "modify_argument")
-    return bool(APPLIES_TO[site.operator] & set(kinds[param]))
 
 
 def describe() -> str:
