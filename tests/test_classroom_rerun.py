@@ -136,11 +136,27 @@ def test_a_slow_read_only_instructor_cell_does_not_cost_the_student(tmp_path):
     source = course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     nb = json.loads(source.read_text())
     imports = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "imports")
-    imports["source"] = "import time\ntime.sleep(4)\n" + "".join(imports["source"])
+    imports["source"] = "import time\ntime.sleep(8)\n" + "".join(imports["source"])
     source.write_text(json.dumps(nb))
     subprocess.run([sys.executable, "-m", "vizlib.course.grading", "release", "--course", str(course)],
                    check=True, capture_output=True)
     expected = synthetic.make_class(ASSIGNMENT, tmp_path / "class", n=1, kinds=["correct"], root=course)
     summary = classroom.grade_class(ASSIGNMENT, tmp_path / "class" / "submissions", tmp_path / "out",
-                                    jobs=1, cell_timeout=2, progress=False, root=course)
+                                    jobs=1, cell_timeout=4, progress=False, root=course)
     _check(expected, _rows(summary["csv"]))
+
+
+def test_a_prepared_template_is_kept_and_reused_until_the_course_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    course = tmp_path / "course"
+    shutil.copytree(ROOT, course, ignore=shutil.ignore_patterns(".venv", ".git", "build", "lectures", "bench"))
+    first = classroom.prepare_template(ASSIGNMENT, tmp_path / "t1", root=course)
+    (kept,) = classroom.template_cache().iterdir()
+    start = time.perf_counter()
+    again = classroom.prepare_template(ASSIGNMENT, tmp_path / "t2", root=course)
+    assert again == first and time.perf_counter() - start < 2, "the second run copies the kept template"
+    assert sorted(p.name for p in (tmp_path / "t2").iterdir()) == sorted(p.name for p in (tmp_path / "t1").iterdir())
+    nb = next((course / "solutions" / ASSIGNMENT).glob("*.ipynb"))
+    nb.write_text(nb.read_text().replace("assert receptive_field_size([]) == 1", "assert receptive_field_size([]) == 1 "))
+    classroom.prepare_template(ASSIGNMENT, tmp_path / "t3", root=course)     # a changed test: a new template
+    assert len(list(classroom.template_cache().iterdir())) == 2 and kept.exists()

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__, cli, config
-from . import sandbox
+from . import grading, sandbox
 from .grading import assignment_ids, cell_text, nbgrader_api, nbgrader_environment, scratch_course
 from .root import course_root
 
@@ -140,13 +140,52 @@ def _cells(nb: dict) -> dict[str, dict]:
     return cells
 
 
+def _template_key(assignment: str, root: Path) -> str:
+    """What a prepared template depends on: every solution notebook of the course (the facts list the
+    other assignments' cells too), the template format, nbgrader and the code that prepares it."""
+    import nbgrader._version
+
+    h = hashlib.sha256(f"{assignment} {TEMPLATE_VERSION} nbgrader {nbgrader._version.__version__}".encode())
+    for module in (__file__, grading.__file__):
+        h.update(Path(module).read_bytes())
+    folder = Path(root) / "solutions"
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:32]
+
+
+def template_cache() -> Path:
+    """Where prepared templates are kept between runs: ``$XDG_CACHE_HOME/vizlib/templates``
+    (default ``~/.cache``). Each is named by :func:`_template_key`, so none is ever stale."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vizlib" / "templates"
+
+
 def prepare_template(assignment: str, dest: Path, root: Path | None = None) -> dict:
     """Write a course folder for ``assignment`` (source, release, gradebook) to ``dest`` and return
-    the facts grading needs: notebook name, graded cells and points, read-only cells' sources."""
+    the facts grading needs: notebook name, graded cells and points, read-only cells' sources.
+
+    nbgrader's release takes seconds; a template prepared before from the same course, nbgrader and
+    vizlib is copied from :func:`template_cache` instead (a grade run again, a shard, the next class)."""
     root = course_root(root)
     if assignment not in assignment_ids(root):
         raise ValueError(f"unknown assignment {assignment!r}; the course has {assignment_ids(root)}")
     dest = Path(dest)
+    cached = template_cache() / _template_key(assignment, root)
+    if (cached / "facts.json").exists():
+        shutil.copytree(cached, dest, dirs_exist_ok=True)
+        return json.loads((dest / "facts.json").read_text())
+    facts = _prepare_template(assignment, dest, root)
+    try:                      # keep a copy; another run writing the same one at once is harmless
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        shutil.copytree(dest, partial, dirs_exist_ok=True)
+        os.replace(partial, cached)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+    return facts
+
+
+def _prepare_template(assignment: str, dest: Path, root: Path) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     with nbgrader_environment(quick=False):
         scratch_course(root, assignment, dest)
