@@ -91,10 +91,6 @@ class Equivalent:
     where: str
     reason: str
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.cell, self.operator, self.where
-
 
 def mutants_file(assignment: str, root: Path) -> Path:
     return Path(root) / "tests" / "mutants" / f"{assignment}.toml"
@@ -612,7 +608,7 @@ def run_generic(assignment: str, root: Path, timeout: int = CELL_TIMEOUT,
 def _judge_sites(prog: Program, root: Path, sites: list[operators.Site], results: list[dict],
                  cells: list[str] | None = None) -> GenericReport:
     assignment = prog.assignment
-    equivalents = {e.key: e for e in load_equivalents(assignment, root)}
+    equivalents = {(e.cell, e.operator, e.where): e for e in load_equivalents(assignment, root)}
     problems, outcomes = [], []
     for s, r in zip(sites, results):
         own = [g for g in prog.tests[s.cell] if g in r["failed"]]
