@@ -172,7 +172,7 @@ def test_mistakes_are_one_line_before_any_network_loads(files, capsys, nothing_e
 @pytest.mark.parametrize("argv, message", [
     (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
     (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--steps", "-1"], "--steps: must be at least 1, not -1"),
-    (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--lr", "0"], "--lr: must be greater than 0"),
+    (["train-style", "{style}", "{folder}", "-o", "{tmp}/r", "--lr", "0"], "--lr: must be a finite number > 0, not 0"),
     (["stylize", "{content}", "{style}", "-o", "{tmp}/o.png", "--size", "big"], "--size: 'big' is not a whole number"),
 ])
 def test_bad_numbers_are_refused_by_the_parser(files, capsys, nothing_expensive, argv, message):

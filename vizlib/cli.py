@@ -148,14 +148,27 @@ def _non_negative(text: str) -> int:
     return 0 if text.strip() == "0" else _positive(text)
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, **rule) -> float:
+    """A number option, refused as the library refuses it (:func:`vizlib.validate.check_number`)."""
+    from .validate import check_number   # here, not at the top: `vizlib -h` never loads torch
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-    return value
+    try:
+        return check_number(value, "it", **rule)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("it ").replace(f"got {value!r}", f"not {text}")) from None
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, positive=True)
+
+
+def _weight(text: str) -> float:
+    """A loss weight: a finite number >= 0 (NaN, Inf or a negative weight would train garbage)."""
+    return _number(text, minimum=0.0)
 
 
 def _writable_folder(folder, what: str) -> None:
@@ -269,7 +282,7 @@ def _cam(args) -> int:
             return 0
         if not args.image or not args.output:
             raise _UsageError("give an IMAGE and -o OUTPUT (e.g. vizlib cam sample:chelsea -o cam.png)")
-        if not 0 <= args.alpha <= 1:
+        if not 0 <= args.alpha <= 1:         # NaN too
             raise _UsageError(f"--alpha {args.alpha}: must be between 0 and 1")
         _check_output_image(args.output)
         device = _check_device(args.device)
@@ -317,9 +330,9 @@ def add_stylize_arguments(p) -> None:
     p.add_argument("--steps", type=_positive, default=200, help="optimiser steps per scale")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="optimiser of the picture")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (None: the optimiser's own)")
-    p.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
-    p.add_argument("--style-weight", type=float, default=100.0, help="weight of the style loss")
-    p.add_argument("--tv-weight", type=float, default=1.0, help="weight of the total-variation loss")
+    p.add_argument("--content-weight", type=_weight, default=1.0, help="weight of the content loss")
+    p.add_argument("--style-weight", type=_weight, default=100.0, help="weight of the style loss")
+    p.add_argument("--tv-weight", type=_weight, default=1.0, help="weight of the total-variation loss")
     p.add_argument("--style-layers", default=None, help="comma-separated layer names (None: the network's own)")
     p.add_argument("--content-layer", default=None, help="layer name (None: the network's own)")
     p.add_argument("--init", choices=["content", "noise"], default="content", help="the starting picture")
@@ -394,9 +407,9 @@ def add_train_style_arguments(p) -> None:
     p.add_argument("--image-size", type=_positive, default=256, help="side of the square training crops")
     p.add_argument("--style-size", type=_positive, default=256, help="shorter side of the style image")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
-    p.add_argument("--style-weight", type=float, default=1.0, help="weight of the style loss")
-    p.add_argument("--tv-weight", type=float, default=1.0, help="weight of the total-variation loss")
+    p.add_argument("--content-weight", type=_weight, default=1.0, help="weight of the content loss")
+    p.add_argument("--style-weight", type=_weight, default=1.0, help="weight of the style loss")
+    p.add_argument("--tv-weight", type=_weight, default=1.0, help="weight of the total-variation loss")
     p.add_argument("--width", type=_positive, default=32, help="transformer width (32 = Johnson et al.)")
     p.add_argument("--residual-blocks", type=_non_negative, default=5, help="residual blocks of the transformer")
     p.add_argument("--network", default="vgg19", help="loss network (offline: the real fallback network)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Mapping
@@ -41,6 +42,7 @@ from .models import load_model
 from .policy import eval_mode, model_device
 from .precision import DEFAULT_PRECISION, autocast, resolve_precision
 from .render import layer_outputs
+from .validate import check_number, check_positive_int
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -224,20 +226,28 @@ def save_checkpoint(path, transformer: nn.Module, optimizer: torch.optim.Optimiz
     optimiser's ``state_dict()`` is stored as it is, by ``torch.save``, in one byte tensor
     (``optimizer``): :func:`load_checkpoint` reads it back with ``weights_only=True``, which
     refuses anything but tensors and plain containers. The file is written beside the target
-    and renamed, so an interrupted save leaves the last good checkpoint.
+    and renamed, so an interrupted save leaves the last good checkpoint, and a network holding
+    NaN or Inf is never written (``ValueError``): a diverged run cannot replace a good checkpoint.
     """
 
     net = getattr(transformer, "module", transformer)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    broken = [k[len("model."):] for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ValueError(f"not saving {path}: the network's {broken[0]} holds NaN or Inf (did training diverge?)"
+                         + ("; the checkpoint already there is kept" if path.exists() else ""))
+    path.parent.mkdir(parents=True, exist_ok=True)
     info = {"kind": "vizlib.fast_style", "config": net.config(), "meta": meta or {}}
     if optimizer is not None:
         tensors[OPTIMIZER_KEY] = _to_bytes_tensor(optimizer.state_dict())
         info["optimizer"] = type(optimizer).__name__
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"vizlib": json.dumps(info)})
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")      # one per process: two savers never share it
+    try:
+        save_file(tensors, str(tmp), metadata={"vizlib": json.dumps(info)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -458,7 +468,13 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
     """
 
 
+    # every number checked before anything is loaded: a NaN weight must not reach a checkpoint
+    lr = check_number(lr, "lr", positive=True)
+    weights = {k: check_number(v, k, minimum=0.0) for k, v in
+               dict(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight).items()}
+    steps, batch_size = check_positive_int(steps, "steps"), check_positive_int(batch_size, "batch_size")
     rank, world, local_rank = distributed_ranks()
+    lock = None
     ddp = world > 1
     if ddp and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -467,6 +483,7 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
     else:
         own_group = False
     try:
+        lock = _lock_folder(Path(out_dir)) if rank == 0 else None
         if device is None:
             device = torch.device(f"cuda:{local_rank}") if ddp and torch.cuda.is_available() else \
                 config.device()
@@ -526,7 +543,6 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
                 epoch, skip = epoch + 1, 0
 
         stream = batches(start)
-        weights = dict(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
         precision = resolve_precision(precision, device)
         meta = dict(weights, lr=lr, batch_size=batch_size, image_size=image_size, seed=seed, precision=precision,
                     style_sha256=_digest(style_image),
@@ -536,12 +552,16 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
         samples = None
         bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or rank != 0,
                    desc="train-style", unit="step")
-        step = start
+        step, saved = start, (start if info is not None else 0)
         for step in bar:
             batch = next(stream).to(device)
             if samples is None:
                 samples = (sample_images if sample_images is not None else batch[:4]).to(device)
             losses = train_step(net, optimizer, model, batch, targets, precision=precision, **weights)
+            if not math.isfinite(losses["total"]):
+                kept = f"{ckpt} still holds step {saved}" if saved else "nothing was saved"
+                raise FloatingPointError(f"training diverged at step {step + 1}: the loss is {losses['total']}; "
+                                         f"{kept} (lower lr or the loss weights and run again)")
             history.append(losses)
             bar.set_postfix(loss=f"{losses['total']:.4g}")
             done = step + 1
@@ -549,11 +569,38 @@ def train(style_image: torch.Tensor, images, out_dir, *, model: nn.Module | None
                 save_image(sample_grid(transformer, samples), out_dir / "samples" / f"step_{done:06d}.png")
             if rank == 0 and checkpoint_every and (done % checkpoint_every == 0 or done == steps):
                 save_checkpoint(ckpt, transformer, optimizer, dict(meta, step=done))
+                saved = done
         bar.close()
         return transformer.eval(), history
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
+        if lock is not None:
+            lock.close()
+
+
+def _lock_folder(out_dir: Path):
+    """Hold ``out_dir/.lock`` for this run, or refuse at once if another run holds it (two runs
+    writing one folder would mix their checkpoints and samples). Released when the file closes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / ".lock", "a+")
+    try:
+        import fcntl
+    except ImportError:           # no POSIX locks (Windows): nothing to hold
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise RuntimeError(f"{out_dir} is in use by another training run (pid {owner}): wait for it to "
+                           "finish or choose another output folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def sample_grid(transformer: nn.Module, images: torch.Tensor) -> torch.Tensor:

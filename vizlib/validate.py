@@ -88,3 +88,16 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_number(value, name: str, *, positive: bool = False, minimum: float | None = None) -> float:
+    """``value`` as a ``float`` if it is a finite real number (not a bool), above 0 with
+    ``positive``, at least ``minimum`` if given; else a ``ValueError`` naming ``name``:
+    ``style_weight must be a finite number >= 0, got nan``."""
+    want = "> 0" if positive else (f">= {minimum:g}" if minimum is not None else "")
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    number = float(value) if ok else float("nan")
+    if not ok or not np.isfinite(number) or (positive and number <= 0) or \
+            (minimum is not None and number < minimum):
+        raise ValueError(f"{name} must be a finite number{' ' + want if want else ''}, got {value!r}")
+    return number
