@@ -86,3 +86,25 @@ def test_the_command_line_refuses_the_same_numbers_as_its_option(tmp_path, capsy
         cli.main(["train-style", "sample:brick", str(tmp_path), "-o", str(tmp_path / "run"), option, value])
     assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_every_door_refuses_the_same_bad_numbers_and_8_bit_images(shapesnet):
+    from vizlib import render as R
+    from vizlib.style import style_transfer
+    for make, message in [(lambda: R.TV(float("nan")), "TV weight must be a finite number >= 0, got nan"),
+                          (lambda: R.TV(1.0, beta=0), "TV beta must be a finite number > 0, got 0"),
+                          (lambda: R.L2(-1.0), "L2 weight must be a finite number >= 0, got -1.0")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    param = R.PixelImage(shape=(16, 16), seed=0)
+    objective = R.channel("relu1", 0)
+    for kw, message in [(dict(steps=2, lr=float("nan")), "lr must be a finite number > 0, got nan"),
+                        (dict(steps=float("nan"), lr=0.1), "steps must be a finite number >= 0, got nan"),
+                        (dict(steps=2.5, lr=0.1), "steps must be a whole number >= 0, got 2.5")]:
+        with pytest.raises(ValueError, match=message):
+            R.render(shapesnet, objective, param, progress=False, **kw)
+    image = torch.rand(1, 3, 24, 24)
+    with pytest.raises(ValueError, match="style_weight must be a finite number >= 0, got nan"):
+        style_transfer(shapesnet, image, image, style_weight=float("nan"), steps=1, progress=False)
+    with pytest.raises(TypeError, match=r"torch.uint8, the model takes floats in \[0, 1\]: convert with x.float\(\) / 255"):
+        shapesnet((image * 255).to(torch.uint8))

@@ -92,6 +92,9 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 def check_dtype(model: nn.Module, x: torch.Tensor) -> None:
     """Name a dtype mismatch between ``x`` and ``model`` before PyTorch does, cryptically."""
+    if isinstance(x, torch.Tensor) and not x.is_floating_point():
+        raise TypeError(f"the images are {x.dtype}, the model takes floats in [0, 1]: convert with "
+                        "x.float() / 255 (8-bit pixels)")
     p = next(model.parameters(), None)
     if p is None or not isinstance(x, torch.Tensor):
         return

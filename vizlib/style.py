@@ -36,6 +36,7 @@ from .precision import DEFAULT_PRECISION
 from . import render
 from .render import TV, Objective, PixelImage, RenderResult, layer_outputs
 from .style_losses import StyleTargets, relative_content_loss, style_targets, weighted_style_loss
+from .validate import check_number
 
 __all__ = ["content_term", "style_term", "gram_texture", "style_transfer"]
 
@@ -149,6 +150,9 @@ def style_transfer(model: nn.Module, content: torch.Tensor, styles, *, content_w
         :class:`vizlib.render.RenderResult` (``history`` concatenated over scales, with
         ``"scale"`` giving each step's size).
     """
+    content_weight, style_weight, tv_weight = (check_number(v, k, minimum=0.0) for k, v in (
+        ("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)))
+    lr = None if lr is None else check_number(lr, "lr", positive=True)
     device = model_device(model)
     home = content.device if isinstance(content, torch.Tensor) else device  # where the result goes
     content = check_images(content, "content image").to(device)

@@ -17,6 +17,7 @@ from torch import nn
 from ..policy import require_eval
 from ..precision import DEFAULT_PRECISION, autocast, resolve_precision
 from ..progress import progress_bar
+from ..validate import check_number
 from .objectives import Objective, layer_outputs
 from .param import PixelImage
 from .transforms import Compose
@@ -97,8 +98,9 @@ def render(model: nn.Module, objective: Objective, param, *, steps: int, lr: flo
     if not hasattr(param, "tensors") or not callable(param):
         raise TypeError(f"param must be a parameterisation (PixelImage, FourierImage …), got "
                         f"{type(param).__name__}")
-    if int(steps) < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not float(check_number(steps, "steps", minimum=0)).is_integer():
+        raise ValueError(f"steps must be a whole number >= 0, got {steps!r}")
+    steps, lr = int(steps), check_number(lr, "lr", positive=True)
     require_eval(model, "render")
     regularizers = list(regularizers)
     for r in regularizers:

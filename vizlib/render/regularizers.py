@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..blur import gaussian_blur
-from ..validate import check_shape
+from ..validate import check_number, check_shape
 from .param import GREY
 
 __all__ = ["total_variation", "L2", "TV", "BlurEvery", "ClipSmallValues", "ClipSmallGradients"]
@@ -48,7 +48,7 @@ class L2:
     name = "l2"
 
     def __init__(self, weight: float, center: float = GREY):
-        self.weight, self.center = float(weight), float(center)
+        self.weight, self.center = check_number(weight, "L2 weight", minimum=0.0), check_number(center, "L2 center")
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight * (x - self.center).pow(2).flatten(1).mean(1)
@@ -63,7 +63,7 @@ class TV:
     name = "tv"
 
     def __init__(self, weight: float, beta: float = 2.0):
-        self.weight, self.beta = float(weight), float(beta)
+        self.weight, self.beta = check_number(weight, "TV weight", minimum=0.0), check_number(beta, "TV beta", positive=True)
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight * total_variation(x, self.beta) / (x.shape[-1] * x.shape[-2])
