@@ -295,7 +295,7 @@ def _worker() -> int:
             starts.setdefault(min(index[g] for g in replace) if replace else len(cells), []).append(v)
         return starts
 
-    def in_child(v: int, start: int, namespace: dict) -> None:
+    def in_child(v: int, start: int, namespace: dict) -> dict:
         variant = job["variants"][v]
         stop = index[variant["stop"]] + 1 if variant.get("stop") else len(cells)
         failed = _run_cells(cells, start, stop, variant["replace"], namespace, timeout)

@@ -15,7 +15,7 @@ mutant; equivalents are declared, with the reason, in ``tests/mutants/<assignmen
 Operators that work at run time (a cast, a resampling, a change to an argument) only *apply* when
 the value has the right kind — a module for ``flip_mode``, a tensor for ``modify_argument`` — and
 the harness reports a site that never met such a value as "does not apply" rather than as a
-survivor. ``describe()`` lists the operators; ``sites(source)`` the mutants of one cell.
+survivor. :data:`OPERATORS` lists the operators; :func:`sites` the mutants of one cell.
 """
 from __future__ import annotations
 
@@ -194,6 +194,7 @@ def _mut_by_position(other, loop, key):
 #: operators that work at run time (and so may "not apply")
 RUNTIME = {"float32_result", "resample_result", "flip_mode", "touch_weights", "freeze", "unfreeze",
            "leave_hook", "leave_grad", "modify_argument", "whole_batch", "by_position"}
+RESULT_HELPERS = {"float32_result": "_mut_float32", "resample_result": "_mut_resample"}
 PARAMETER_HELPERS = {"flip_mode": "_mut_flip_mode", "touch_weights": "_mut_touch_weights",
                      "freeze": "_mut_freeze", "unfreeze": "_mut_unfreeze", "leave_hook": "_mut_leave_hook",
                      "leave_grad": "_mut_leave_grad", "modify_argument": "_mut_modify"}
@@ -222,10 +223,6 @@ class Site:
 APPLIES_TO = {"flip_mode": {"module"}, "touch_weights": {"module"}, "freeze": {"module"},
               "leave_hook": {"module"}, "unfreeze": {"module", "float-leaf"},
               "leave_grad": {"module", "float-leaf"}, "modify_argument": {"float-leaf", "tensor", "dict"}}
-
-
-def describe() -> str:
-    return "\n".join(f"  {name:16s} {text}" for name, text in OPERATORS.items())
 
 
 # ----------------------------------------------------------------------------------------
@@ -456,12 +453,11 @@ def sites(cell: str, source: str) -> list[Site]:
 
     for k, fn in enumerate(_functions(tree)):
         prefix = f"{fn.name}: " if len(_functions(tree)) > 1 else ""
-        for helper_name in ("float32_result", "resample_result"):
-            if any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(fn)):
+        if any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(fn)):
+            for operator, helper in RESULT_HELPERS.items():
                 mutated = copy.deepcopy(tree)
-                _wrap_returns(_functions(mutated)[k], "_mut_float32" if helper_name == "float32_result"
-                              else "_mut_resample")
-                emit(helper_name, prefix + "return", mutated)
+                _wrap_returns(_functions(mutated)[k], helper)
+                emit(operator, prefix + "return", mutated)
         for param in _parameters(fn):
             for operator, helper in PARAMETER_HELPERS.items():
                 mutated = copy.deepcopy(tree)
